@@ -1,0 +1,197 @@
+"""The bibliographic record as peernode carries it: one library's description of one title.
+
+Importers turn MARC, CSV, JSON and SLiMS rows into :class:`BibRecord`; the catalogue log carries
+``BibRecord.to_wire()`` inside signed batches; the replica stores what ``from_wire`` reads back.
+The wire form is a plain map with only non-empty fields, so adding a field later stays compatible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import msgpack
+
+from protocol.kinds import RECORD_LIST_FIELDS, RECORD_TEXT_FIELDS
+
+# The wire's field table lives with the protocol, which validates it.
+LIST_FIELDS = RECORD_LIST_FIELDS
+TEXT_FIELDS = RECORD_TEXT_FIELDS
+
+
+@dataclass(frozen=True)
+class Holding:
+    """One copy (or a run of a serial) that the publishing library holds."""
+
+    call_number: str = ""
+    barcode: str = ""
+    location: str = ""
+    note: str = ""
+
+    def to_wire(self) -> dict[str, str]:
+        return {k: v for k, v in sorted(vars(self).items()) if v}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, object]) -> Holding:
+        return cls(**{k: str(data[k]) for k in ("call_number", "barcode", "location", "note") if k in data})
+
+
+@dataclass(frozen=True)
+class BibRecord:
+    """A catalogue record. ``rid`` is the library's own stable id for it (MARC 001, an id column)."""
+
+    rid: str
+    title: str
+    authors: tuple[str, ...] = ()
+    year: int | None = None
+    isbn: tuple[str, ...] = ()
+    issn: tuple[str, ...] = ()
+    subjects: tuple[str, ...] = ()
+    series: tuple[str, ...] = ()
+    responsibility: str = ""
+    publisher: str = ""
+    place: str = ""
+    edition: str = ""
+    language: str = ""
+    call_number: str = ""
+    format: str = ""
+    description: str = ""
+    holdings: tuple[Holding, ...] = field(default=())
+
+    def to_wire(self) -> dict[str, object]:
+        """The map carried in a ``put`` operation: sorted keys, empty fields left out."""
+        out: dict[str, object] = {"title": self.title}
+        for name in LIST_FIELDS:
+            values = getattr(self, name)
+            if values:
+                out[name] = list(values)
+        for name in TEXT_FIELDS:
+            value = getattr(self, name)
+            if value:
+                out[name] = value
+        if self.year is not None:
+            out["year"] = self.year
+        if self.holdings:
+            out["holdings"] = [h.to_wire() for h in self.holdings]
+        return dict(sorted(out.items()))
+
+    @classmethod
+    def from_wire(cls, rid: str, data: Mapping[str, object]) -> BibRecord:
+        """Read a wire map that :mod:`protocol.catalog` has already type-checked."""
+        kwargs: dict[str, object] = {}
+        for name in LIST_FIELDS:
+            value = data.get(name)
+            if isinstance(value, list):
+                kwargs[name] = tuple(str(v) for v in value)
+        for name in TEXT_FIELDS:
+            value = data.get(name)
+            if isinstance(value, str):
+                kwargs[name] = value
+        year = data.get("year")
+        if isinstance(year, int):
+            kwargs["year"] = year
+        holdings = data.get("holdings")
+        if isinstance(holdings, list):
+            kwargs["holdings"] = tuple(Holding.from_wire(h) for h in holdings if isinstance(h, dict))
+        title = data.get("title")
+        return cls(rid=rid, title=title if isinstance(title, str) else "", **kwargs)  # type: ignore[arg-type]
+
+    def digest(self) -> bytes:
+        """A content hash, so a re-import publishes only records that really changed."""
+        return hashlib.sha256(msgpack.packb([self.rid, self.to_wire()], use_bin_type=True)).digest()
+
+
+# --- normalisation helpers shared by importers and search -------------------------------------
+
+_ISBN_CHARS = re.compile(r"[^0-9Xx]")
+_ISBN_HEAD = re.compile(r"^\s*([0-9][0-9\-\s]{8,16}[0-9Xx])\b")
+
+
+def normalize_isbn(raw: str) -> str | None:
+    """Return the ISBN-13 for ``raw`` (ISBN-10 or -13, hyphens, qualifiers like "(pbk.)")."""
+    match = _ISBN_HEAD.match(raw)
+    if not match:
+        return None
+    digits = _ISBN_CHARS.sub("", match.group(1)).upper()
+    if len(digits) == 10:
+        if not _isbn10_ok(digits):
+            return None
+        core = "978" + digits[:9]
+        return core + _isbn13_check(core)
+    if len(digits) == 13 and digits.isdigit() and _isbn13_check(digits[:12]) == digits[12]:
+        return digits
+    return None
+
+
+def _isbn10_ok(digits: str) -> bool:
+    if not digits[:9].isdigit() or not (digits[9].isdigit() or digits[9] == "X"):
+        return False
+    total = sum((10 - i) * int(d) for i, d in enumerate(digits[:9]))
+    total += 10 if digits[9] == "X" else int(digits[9])
+    return total % 11 == 0
+
+
+def _isbn13_check(first12: str) -> str:
+    total = sum(int(d) * (1 if i % 2 == 0 else 3) for i, d in enumerate(first12))
+    return str((10 - total % 10) % 10)
+
+
+_ISSN = re.compile(r"(\d{4})-?(\d{3}[\dXx])")
+
+
+def normalize_issn(raw: str) -> str | None:
+    match = _ISSN.search(raw)
+    return f"{match.group(1)}-{match.group(2).upper()}" if match else None
+
+
+_YEAR = re.compile(r"(1[5-9]\d\d|20\d\d)")
+
+
+def parse_year(raw: str) -> int | None:
+    """The first plausible publication year in a date string such as "c1998." or "[2003?]"."""
+    match = _YEAR.search(raw)
+    return int(match.group(1)) if match else None
+
+
+_TRAILING = re.compile(r"[\s/:;,.=]+$")
+
+
+def clean_text(raw: str) -> str:
+    """Strip ISBD trailing punctuation (" /", " :", ",") and fold whitespace; NFC-normalise."""
+    text = " ".join(unicodedata.normalize("NFC", raw).split())
+    text = _TRAILING.sub("", text)
+    # Keep a closing period that ends an abbreviation like "Jr." or an initial "H."
+    if raw.rstrip().endswith(".") and re.search(r"(\b[A-Z]|Jr|Sr|etc)$", text):
+        text += "."
+    return text
+
+
+def dedupe(values: Iterable[str]) -> tuple[str, ...]:
+    """Non-empty values in first-seen order, without repeats."""
+    seen: dict[str, None] = {}
+    for value in values:
+        if value and value not in seen:
+            seen[value] = None
+    return tuple(seen)
+
+
+def fold(text: str) -> str:
+    """Lower-case, strip diacritics and punctuation: the form used for match keys."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(re.sub(r"[^\w]+", " ", bare).split())
+
+
+def match_key(record: BibRecord) -> str:
+    """The key that groups the same edition held by several libraries into one search hit.
+
+    ISBN when there is one (ISBN-10 and -13 agree once normalised); else folded title, first
+    author's surname and year. The bibliography issue replaces this with a fuller key.
+    """
+    if record.isbn:
+        return "isbn:" + record.isbn[0]
+    surname = fold(record.authors[0]).split(" ")[0] if record.authors else ""
+    return f"t:{fold(record.title)[:120]}|{surname}|{record.year or ''}"

@@ -1,0 +1,80 @@
+"""Canonical msgpack: the one byte string an entry or message is.
+
+Encoding rules (docs/protocol.md): maps have text keys in sorted order; integers use msgpack's
+shortest form; text is ``str``, bytes are ``bin``; no floats, no extension types. Decoding never
+trusts input: lengths are bounded before allocation, and maps must have text keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from .errors import DecodeError, LimitExceeded
+from .limits import DEFAULT_LIMITS, Limits
+
+
+def _canonical(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, list | tuple):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, float):
+        raise TypeError("floats are not allowed in the canonical encoding")
+    return obj
+
+
+def pack(obj: Any) -> bytes:
+    """Encode ``obj`` canonically (sorted map keys, bin for bytes, no floats)."""
+    data: bytes = msgpack.packb(_canonical(obj), use_bin_type=True)
+    return data
+
+
+def unpack(data: bytes, *, what: str, limits: Limits = DEFAULT_LIMITS, max_bytes: int) -> Any:
+    """Decode one msgpack value from ``data`` exactly (no trailing bytes), within ``limits``.
+
+    ``what`` names the thing being decoded for error messages ("message", "entry payload").
+    """
+    if len(data) > max_bytes:
+        raise LimitExceeded(f"{what} is {len(data)} bytes, more than the limit of {max_bytes}")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=limits.max_string_bytes,
+            max_bin_len=max_bytes,
+            max_array_len=max(limits.max_list_items, limits.max_ops_per_entry),
+            max_map_len=limits.max_map_items,
+            max_ext_len=0,
+        )
+    except msgpack.ExtraData as exc:
+        raise DecodeError(f"{what} has {len(exc.extra)} trailing bytes after the value") from None
+    except ValueError as exc:
+        # msgpack raises ValueError for both over-long fields and malformed/truncated input.
+        text = str(exc)
+        if "exceeds max" in text:
+            raise LimitExceeded(f"{what}: {text}") from None
+        raise DecodeError(f"{what} is not valid msgpack: {text or 'truncated'}") from None
+    except (msgpack.UnpackException, TypeError, UnicodeDecodeError, RecursionError) as exc:
+        raise DecodeError(f"{what} is not valid msgpack: {exc}") from None
+    _check_depth(value, limits.max_depth, what)
+    return value
+
+
+def _check_depth(value: Any, max_depth: int, what: str) -> None:
+    """Reject nesting deeper than ``max_depth`` (iterative: no recursion on hostile input)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list):
+            children: Any = item
+        elif isinstance(item, dict):
+            children = item.values()
+        else:
+            continue
+        if depth > max_depth:
+            raise LimitExceeded(f"{what} nests deeper than {max_depth} levels")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, list | dict))
