@@ -13,8 +13,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import msgpack
-
+from protocol.encoding import pack
 from protocol.kinds import RECORD_LIST_FIELDS, RECORD_TEXT_FIELDS
 
 # The wire's field table lives with the protocol, which validates it.
@@ -36,12 +35,14 @@ class Holding:
 
     @classmethod
     def from_wire(cls, data: Mapping[str, object]) -> Holding:
-        return cls(**{k: str(data[k]) for k in ("call_number", "barcode", "location", "note") if k in data})
+        return cls(
+            **{k: str(data[k]) for k in ("call_number", "barcode", "location", "note") if k in data}
+        )
 
 
 @dataclass(frozen=True)
 class BibRecord:
-    """A catalogue record. ``rid`` is the library's own stable id for it (MARC 001, an id column)."""
+    """A catalogue record; ``rid`` is the library's own stable id for it (MARC 001, an id)."""
 
     rid: str
     title: str
@@ -95,13 +96,20 @@ class BibRecord:
             kwargs["year"] = year
         holdings = data.get("holdings")
         if isinstance(holdings, list):
-            kwargs["holdings"] = tuple(Holding.from_wire(h) for h in holdings if isinstance(h, dict))
-        title = data.get("title")
-        return cls(rid=rid, title=title if isinstance(title, str) else "", **kwargs)  # type: ignore[arg-type]
+            kwargs["holdings"] = tuple(
+                Holding.from_wire(h) for h in holdings if isinstance(h, dict)
+            )
+        kwargs.setdefault("title", "")
+        return cls(rid=rid, **kwargs)  # type: ignore[arg-type]
 
     def digest(self) -> bytes:
         """A content hash, so a re-import publishes only records that really changed."""
-        return hashlib.sha256(msgpack.packb([self.rid, self.to_wire()], use_bin_type=True)).digest()
+        return wire_digest(self.rid, self.to_wire())
+
+
+def wire_digest(rid: str, wire: Mapping[str, object]) -> bytes:
+    """The digest the replica keeps per record: sha256 of the canonical ``[rid, record]``."""
+    return hashlib.sha256(pack([rid, wire])).digest()
 
 
 # --- normalisation helpers shared by importers and search -------------------------------------

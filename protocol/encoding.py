@@ -46,12 +46,21 @@ def unpack(data: bytes, *, what: str, limits: Limits = DEFAULT_LIMITS, max_bytes
             strict_map_key=True,
             max_str_len=limits.max_string_bytes,
             max_bin_len=max_bytes,
-            max_array_len=max(limits.max_list_items, limits.max_ops_per_entry),
+            # The loosest array bound any field has; each field then checks its own.
+            max_array_len=max(
+                limits.max_list_items,
+                limits.max_ops_per_entry,
+                limits.max_entries_per_message,
+                limits.max_frontier_logs,
+            ),
             max_map_len=limits.max_map_items,
             max_ext_len=0,
         )
     except msgpack.ExtraData as exc:
         raise DecodeError(f"{what} has {len(exc.extra)} trailing bytes after the value") from None
+    except msgpack.StackError:
+        # msgpack's own nesting bound (1024) is hit before our depth check can run.
+        raise LimitExceeded(f"{what} nests deeper than {limits.max_depth} levels") from None
     except ValueError as exc:
         # msgpack raises ValueError for both over-long fields and malformed/truncated input.
         text = str(exc)

@@ -3,7 +3,8 @@
 Wire form (docs/protocol.md): ``signed = pack([payload, signature])`` where
 ``payload = pack([1, author, log, seq, prev, timestamp, kind, body])`` and the signature is
 Ed25519 by ``author`` over ``SIGN_CONTEXT + payload``. The entry hash is ``sha256(payload)``.
-Verification always works on the received ``payload`` bytes, never on a re-encoding.
+Verification always works on the received ``payload`` bytes, and a receiver rejects any entry
+whose bytes are not the canonical encoding of what they decode to.
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ def decode_entry(raw: bytes, *, now_ms: int | None, limits: Limits = DEFAULT_LIM
     fields = unpack(payload, what="entry payload", limits=limits, max_bytes=limits.max_entry_bytes)
     if not (isinstance(fields, list) and len(fields) == 8):
         raise DecodeError("entry payload must be an array of 8 fields")
+    if _encode_or_none([payload, signature]) != raw or _encode_or_none(fields) != payload:
+        # One entry, one byte string: without this, duplicate map keys or unsorted keys would let
+        # two implementations read different bodies under the same valid signature.
+        raise DecodeError("signed entry is not in canonical encoding")
     fmt, author, log, seq, prev, timestamp, kind, body = fields
     if fmt != ENTRY_FORMAT:
         raise DecodeError(
@@ -120,7 +125,7 @@ def _check_envelope(
         raise DecodeError(f"{what} {log}#1: the first entry of a log has no previous hash")
     if seq > 1 and not (isinstance(prev, bytes) and len(prev) == HASH_BYTES):
         raise DecodeError(f"{what} {log}#{seq}: prev must be a {HASH_BYTES}-byte hash")
-    if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0:
+    if not isinstance(timestamp, int) or isinstance(timestamp, bool) or not 0 <= timestamp < 2**63:
         raise DecodeError(f"{what} {log}#{seq}: timestamp must be milliseconds since 1970")
     if not isinstance(kind, str):
         raise DecodeError(f"{what} {log}#{seq}: kind must be text")
@@ -132,6 +137,13 @@ def _public_key(author: bytes) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(author)
     except ValueError:
         raise BadSignature("author is not a valid Ed25519 public key") from None
+
+
+def _encode_or_none(value: Any) -> bytes | None:
+    try:
+        return pack(value)
+    except (TypeError, ValueError, OverflowError):  # floats, mixed-type map keys
+        return None
 
 
 def _hash(payload: bytes) -> bytes:

@@ -40,13 +40,19 @@ def node_id(public_key: bytes) -> str:
 
 def parse_node_id(text: str) -> bytes:
     """The public key in a node id; dashes, spaces and case are forgiven, a bad check is not."""
+    if not text.isascii():  # str.upper() maps some non-ASCII letters onto the alphabet
+        raise ValueError(f"{text!r} is not a node id (53 base32 characters, dashes optional)")
     compact = "".join(text.split()).replace("-", "").upper()
     if len(compact) != 53 or any(c not in _ALPHABET for c in compact):
         raise ValueError(f"{text!r} is not a node id (53 base32 characters, dashes optional)")
     body, check = compact[:52], compact[52]
     if _check_char(body) != check:
         raise ValueError(f"node id {text!r} has a wrong check character: mistyped?")
-    return base64.b32decode(body + "====")
+    key = base64.b32decode(body + "====")
+    if node_id(key).replace("-", "") != compact:
+        # The last character carries 4 unused bits; only the form with them zero is a node id.
+        raise ValueError(f"{text!r} is not a node id (non-zero padding bits)")
+    return key
 
 
 def short_id(public_key: bytes) -> str:

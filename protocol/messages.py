@@ -105,7 +105,12 @@ def encode_message(msg: Message) -> bytes:
 
 def decode_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Message:
     value = unpack(data, what="message", limits=limits, max_bytes=limits.max_message_bytes)
-    if not isinstance(value, list) or not value or not isinstance(value[0], int):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not isinstance(value[0], int)
+        or isinstance(value[0], bool)  # msgpack true is not the type code 1
+    ):
         raise DecodeError("message must be an array starting with an integer type")
     code, fields = value[0], value[1:]
     decoder = _DECODERS.get(code)

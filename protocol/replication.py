@@ -6,9 +6,12 @@ carries out the actions it returns: ``Send`` bytes, ``Serve`` a range of stored 
 authority on what it holds: after applying, the node reports the new head with ``applied``.
 
 Policy: on the peer's frontier, request every trusted log where it is ahead of us, at most
-``max_inflight`` logs at a time, one request per log. A request that makes no progress for
-``request_timeout_ms`` is sent again from our current head (the link may have lost entries).
-A log whose entries fail verification is not asked of this peer again in this session.
+``max_inflight`` logs at a time, one request per log. A request starts at our own head, not after
+it: the peer's entry there either matches ours or, with ours, proves a fork. A log whose head has
+our sequence but another hash is requested at that one sequence, for the same reason. A request
+that makes no progress for ``request_timeout_ms`` is sent again from our current head (the link
+may have lost entries). A log whose entries fail verification is not asked of this peer again in
+this session. Frontiers go out in messages of at most ``FRONTIER_CHUNK`` heads.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from .identity import short_id
 from .limits import DEFAULT_LIMITS, Limits
 from .messages import Ack, Auth, Close, Entries, Frontier, Hello, Request, encode_message
 from .session import Session, State
+
+FRONTIER_CHUNK = 10_000  # heads per Frontier message: at most ~1.5 MB, well under the limit
 
 
 @dataclass(frozen=True)
@@ -135,11 +140,12 @@ class Replicator:
             case Hello():
                 return self._on_hello()
             case Auth():
-                frontier = tuple(sorted(self.local.items()))
+                frontier = sorted(self.local.items())
                 self._told.update((k, h.seq) for k, h in frontier)
+                # Always at least one Frontier, even an empty one: it moves us to SYNCING.
                 return [
                     Ready(msg_peer_key(self.session), self.session.peer_name),
-                    self._send(self.session.send(Frontier(frontier))),
+                    *self._frontier_messages(frontier, at_least_one=True),
                 ]
             case Frontier(heads):
                 for key, head in heads:
@@ -162,6 +168,7 @@ class Replicator:
 
     def applied(self, key: LogKey, head: Head | None) -> list[Action]:
         """The store now holds ``key`` up to ``head``: acknowledge and ask for more."""
+        before = self.local[key].seq if key in self.local else 0
         if head is not None and (key not in self.local or self.local[key].seq < head.seq):
             self.local[key] = head
         out: list[Action] = []
@@ -170,7 +177,14 @@ class Replicator:
         if flight is not None:
             if held >= flight.last:
                 del self.inflight[key]
-            else:
+                theirs = self.theirs.get(key)
+                if theirs is not None and theirs.seq == held:
+                    # Answered in full: the peer holds our head (a mismatched hash in its
+                    # frontier would have come back as a fork), so do not ask again.
+                    self.theirs[key] = self.local[key]
+            elif held > before:
+                # Only progress postpones a re-request: duplicates and out-of-order entries
+                # (a lossy link) must not keep a stalled request alive forever.
                 flight.deadline = self.now + self.request_timeout_ms
         if head is not None and self.ready:
             out.append(self._send(self.session.send(Ack(key, head.seq))))
@@ -194,7 +208,7 @@ class Replicator:
                 self._told[key] = head.seq
         out: list[Action] = []
         if update and self.ready:
-            out.append(self._send(self.session.send(Frontier(tuple(sorted(update))))))
+            out.extend(self._frontier_messages(sorted(update), at_least_one=False))
         for key in list(self.inflight):
             if key in self.local and self.local[key].seq >= self.inflight[key].last:
                 del self.inflight[key]
@@ -202,6 +216,8 @@ class Replicator:
 
     def entries_messages(self, key: LogKey, raws: Iterable[bytes]) -> list[Action]:
         """Wrap stored entries into Entries messages within the message size bound."""
+        if self.session.closed:
+            return []  # serving is asynchronous: the session may have ended meanwhile
         out: list[Action] = []
         batch: list[bytes] = []
         size = 0
@@ -227,8 +243,7 @@ class Replicator:
         out: list[Action] = []
         for key, flight in list(self.inflight.items()):
             if now >= flight.deadline:
-                held = self.local[key].seq if key in self.local else 0
-                flight.first, flight.tries = held + 1, flight.tries + 1
+                flight.first, flight.tries = self._first(key), flight.tries + 1
                 flight.deadline = now + self.request_timeout_ms
                 self.stats.requests_resent += 1
                 out.append(self._send(self.session.send(Request(key, flight.first, flight.last))))
@@ -256,7 +271,7 @@ class Replicator:
             return [Reject(error, key)]
         good: list[Entry] = []
         out: list[Action] = []
-        for raw in raws:
+        for index, raw in enumerate(raws):
             try:
                 entry = decode_entry(raw, now_ms=self.now, limits=self.limits)
                 if (entry.author, entry.log) != (key.author, key.log):
@@ -264,7 +279,10 @@ class Replicator:
             except RemoteProtocolError as exc:
                 self.blocked.add(key)
                 self.inflight.pop(key, None)
-                out.append(Reject(exc, key))
+                # Name the log and position: an undecodable entry cannot name itself.
+                where = f"{short_id(key.author)}/{key.log} entry {index + 1} of {len(raws)}"
+                named = type(exc)(f"{self.peer} sent {where}: {exc}", reason=exc.reason)
+                out.append(Reject(named, key))
                 break
             good.append(entry)
         self.stats.entries_received += len(good)
@@ -282,14 +300,27 @@ class Replicator:
                 break
             if key in self.inflight or key in self.blocked or not self.trusted(key.author):
                 continue
-            held = self.local[key].seq if key in self.local else 0
-            if head.seq > held:
-                self.inflight[key] = _Inflight(
-                    held + 1, head.seq, self.now + self.request_timeout_ms
-                )
+            local = self.local.get(key)
+            held = local.seq if local is not None else 0
+            if head.seq > held or (local is not None and head.seq == held and head != local):
+                first, last = self._first(key), head.seq
+                self.inflight[key] = _Inflight(first, last, self.now + self.request_timeout_ms)
                 self.stats.requests_sent += 1
-                out.append(self._send(self.session.send(Request(key, held + 1, head.seq))))
+                out.append(self._send(self.session.send(Request(key, first, last))))
         return out
+
+    def _first(self, key: LogKey) -> int:
+        """Where a request starts: at our head (overlap by one entry), or at 1."""
+        local = self.local.get(key)
+        return local.seq if local is not None else 1
+
+    def _frontier_messages(
+        self, heads: list[tuple[LogKey, Head]], *, at_least_one: bool
+    ) -> list[Action]:
+        chunks = [heads[i : i + FRONTIER_CHUNK] for i in range(0, len(heads), FRONTIER_CHUNK)]
+        if not chunks and at_least_one:
+            chunks = [[]]
+        return [self._send(self.session.send(Frontier(tuple(chunk)))) for chunk in chunks]
 
     def _send(self, data: bytes) -> Send:
         self.stats.bytes_sent += len(data)

@@ -96,6 +96,7 @@ class Session:
         self.peer_key: bytes | None = None
         self.peer_name = ""
         self._their_nonce: bytes | None = None
+        self._hello_sent = False
         self.close_reason: str | None = None
 
     @property
@@ -121,11 +122,13 @@ class Session:
         return self.send(Auth(self._key.sign(transcript)))
 
     def send(self, msg: Message) -> bytes:
-        if isinstance(msg, Auth) and self.their_state is State.START:
+        if isinstance(msg, Auth) and self._their_nonce is None:
             raise LocalProtocolError("cannot send auth before the peer's hello")
         if isinstance(msg, Request) and self.their_state is not State.SYNCING:
             raise LocalProtocolError("cannot request entries before the peer's frontier")
         self.our_state = self._step(self.our_state, msg, LocalProtocolError, "we")
+        if isinstance(msg, Hello):
+            self._hello_sent = True
         if isinstance(msg, Close):
             self.close_reason = self.close_reason or msg.reason
         return encode_message(msg)
@@ -143,7 +146,7 @@ class Session:
         """Decode and check one message from the peer. Any error closes the session."""
         try:
             msg = decode_message(data, self.limits)
-            if isinstance(msg, Auth) and self.our_state is State.START:
+            if isinstance(msg, Auth) and not self._hello_sent:
                 raise StateError(f"{self.peer} sent auth before our hello")
             self.their_state = self._step(self.their_state, msg, StateError, self.peer)
             if isinstance(msg, Hello):

@@ -1,0 +1,142 @@
+"""The SQLite file: connection settings and numbered schema migrations.
+
+WAL lets the CLI read and write while the daemon runs. ``synchronous=FULL`` because an own entry
+must be on disk before any peer can see it: after a power cut the node must not re-sign a
+different entry at the same sequence (a fork of its own log). Migrations run at open, in order,
+recorded in ``PRAGMA user_version``; a database newer than this code is refused, never touched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+
+class DatabaseError(Exception):
+    """The database cannot be used (newer schema, corrupt file). The message says what to do."""
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE entries (
+            author BLOB NOT NULL, log TEXT NOT NULL, seq INTEGER NOT NULL,
+            hash BLOB NOT NULL, kind TEXT NOT NULL, ts INTEGER NOT NULL,
+            raw BLOB NOT NULL, received_at INTEGER NOT NULL,
+            PRIMARY KEY (author, log, seq)
+        ) WITHOUT ROWID;
+        CREATE TABLE heads (
+            author BLOB NOT NULL, log TEXT NOT NULL, seq INTEGER NOT NULL, hash BLOB NOT NULL,
+            PRIMARY KEY (author, log)
+        ) WITHOUT ROWID;
+        CREATE TABLE records (
+            id INTEGER PRIMARY KEY,
+            author BLOB NOT NULL, rid TEXT NOT NULL,
+            title TEXT NOT NULL, authors TEXT NOT NULL, subjects TEXT NOT NULL,
+            publisher TEXT NOT NULL, isbn TEXT NOT NULL, year INTEGER,
+            data BLOB NOT NULL, digest BLOB NOT NULL, match_key TEXT NOT NULL,
+            source TEXT, seq INTEGER NOT NULL,
+            UNIQUE (author, rid)
+        );
+        CREATE INDEX records_match_key ON records (match_key);
+        CREATE VIRTUAL TABLE records_fts USING fts5 (
+            title, authors, subjects, publisher, isbn,
+            content='records', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER records_ai AFTER INSERT ON records BEGIN
+            INSERT INTO records_fts (rowid, title, authors, subjects, publisher, isbn)
+            VALUES (new.id, new.title, new.authors, new.subjects, new.publisher, new.isbn);
+        END;
+        CREATE TRIGGER records_ad AFTER DELETE ON records BEGIN
+            INSERT INTO records_fts
+                (records_fts, rowid, title, authors, subjects, publisher, isbn)
+            VALUES
+                ('delete', old.id, old.title, old.authors, old.subjects, old.publisher, old.isbn);
+        END;
+        CREATE TRIGGER records_au AFTER UPDATE ON records BEGIN
+            INSERT INTO records_fts
+                (records_fts, rowid, title, authors, subjects, publisher, isbn)
+            VALUES
+                ('delete', old.id, old.title, old.authors, old.subjects, old.publisher, old.isbn);
+            INSERT INTO records_fts (rowid, title, authors, subjects, publisher, isbn)
+            VALUES (new.id, new.title, new.authors, new.subjects, new.publisher, new.isbn);
+        END;
+        CREATE TABLE libraries (
+            author BLOB PRIMARY KEY, name TEXT NOT NULL, isil TEXT, contact TEXT,
+            seq INTEGER NOT NULL
+        );
+        CREATE TABLE peers (
+            key BLOB PRIMARY KEY, name TEXT NOT NULL, address TEXT,
+            added_at INTEGER NOT NULL, last_seen INTEGER, last_sync INTEGER, last_error TEXT
+        );
+        -- The secret checks the joiner's HMAC; it is erased once the invite is used.
+        CREATE TABLE invites (
+            id BLOB PRIMARY KEY, secret BLOB, created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL, used_at INTEGER, used_by BLOB
+        );
+        CREATE TABLE rejections (
+            id INTEGER PRIMARY KEY, at INTEGER NOT NULL, peer BLOB, reason TEXT NOT NULL,
+            message TEXT NOT NULL
+        );
+        CREATE TABLE forks (
+            author BLOB NOT NULL, log TEXT NOT NULL, seq INTEGER NOT NULL,
+            proof BLOB NOT NULL, found_at INTEGER NOT NULL,
+            PRIMARY KEY (author, log, seq)
+        );
+        CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(path: Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the node database and bring its schema up to date."""
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    db = sqlite_utils.Database(conn)
+    migrate(db, path)
+    return db
+
+
+def migrate(db: sqlite_utils.Database, path: Path) -> None:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise DatabaseError(
+            f"{path} has schema version {version}, but this peernode knows only up to "
+            f"{SCHEMA_VERSION}: it was written by a newer peernode. Upgrade peernode; "
+            "the database was not changed."
+        )
+    for number in range(version, SCHEMA_VERSION):
+        with transaction(db.conn):
+            MIGRATIONS[number](db)
+            db.execute(f"PRAGMA user_version = {number + 1}")
+
+
+class transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back on any exception.
+
+    IMMEDIATE takes the write lock up front, so reading the head and appending after it cannot
+    interleave with another writer (the CLI and the daemon share the file).
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")

@@ -1,0 +1,248 @@
+"""A node's home directory: its key, its settings, its database, and the daemon's lock.
+
+HOME/node.key       Ed25519 private key, PKCS#8 PEM, mode 0600 (the library's identity)
+HOME/peernode.toml  settings (see SETTINGS; each can be overridden by PEERNODE_<NAME>)
+HOME/node.db        the SQLite replica (WAL)
+HOME/daemon.lock    held (flock) by the running daemon
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import IO, Any
+
+import platformdirs
+import sqlite_utils
+import tomli_w
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
+
+from protocol import PROFILE, node_id, public_bytes
+
+from . import db as dbmod
+from .store import Store
+
+DEFAULT_PORT = 8470
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+KEY_FILE, CONFIG_FILE, DB_FILE, LOCK_FILE = "node.key", "peernode.toml", "node.db", "daemon.lock"
+
+
+class HomeError(Exception):
+    """The home directory is missing, incomplete or unsafe; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings in peernode.toml. Field docs are the documentation (docs/configuration.md)."""
+
+    name: str = ""  # the library's name, shown to every member
+    isil: str = ""  # ISIL code (ISO 15511), if the library has one
+    contact: str = ""  # how other libraries reach the staff (email, phone)
+    listen: str = DEFAULT_LISTEN  # HOST:PORT the daemon serves sync, API and web page on
+    advertise: str = ""  # HOST:PORT peers should dial, if not the listen address
+    invite_hours: int = 168  # how long an invite code stays valid
+    log_level: str = "info"  # debug, info, warning or error
+
+
+SETTINGS: dict[str, str] = {
+    "name": "The library's name, shown to every member of the network.",
+    "isil": "The library's ISIL code (ISO 15511), if it has one.",
+    "contact": "How other libraries reach the staff: an email address or phone number.",
+    "listen": "HOST:PORT the daemon listens on for sync, the API and the web page.",
+    "advertise": "HOST:PORT that peers should dial, when it differs from listen (NAT, 0.0.0.0).",
+    "invite_hours": "How many hours an invite code from `peer invite` stays valid.",
+    "log_level": "How much the daemon logs: debug, info, warning or error.",
+}
+
+
+def resolve_home(option: str | None) -> Path:
+    """--home, else $PEERNODE_HOME, else the platform's data directory."""
+    if option:
+        return Path(option).expanduser()
+    env = os.environ.get("PEERNODE_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("peernode", appauthor=False))
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise HomeError(f"listen address {text!r} must be HOST:PORT, e.g. {DEFAULT_LISTEN}")
+    return host.strip("[]"), int(port)
+
+
+class Home:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._key: Ed25519PrivateKey | None = None
+
+    @property
+    def exists(self) -> bool:
+        return (self.path / KEY_FILE).exists()
+
+    def require(self) -> Home:
+        if not self.exists:
+            raise HomeError(
+                f"no peernode node in {self.path}: run `peernode --home {self.path} init --name "
+                "'Your Library'` first (or pass --home / set PEERNODE_HOME)"
+            )
+        return self
+
+    # --- key -----------------------------------------------------------------------------------
+
+    @property
+    def key(self) -> Ed25519PrivateKey:
+        if self._key is None:
+            path = self.path / KEY_FILE
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                raise HomeError(
+                    f"{path} is readable by other users (mode {mode:o}): anyone who reads it can "
+                    f"sign as this library. Run `chmod 600 {path}`."
+                )
+            loaded = load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(loaded, Ed25519PrivateKey):
+                raise HomeError(f"{path} does not hold an Ed25519 key")
+            self._key = loaded
+        return self._key
+
+    @property
+    def public_key(self) -> bytes:
+        return public_bytes(self.key)
+
+    @property
+    def node_id(self) -> str:
+        return node_id(self.public_key)
+
+    # --- config --------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        path = self.path / CONFIG_FILE
+        try:
+            data: dict[str, Any] = tomllib.loads(path.read_text("utf-8")) if path.exists() else {}
+        except tomllib.TOMLDecodeError as exc:
+            raise HomeError(f"{path} is not valid TOML: {exc}") from None
+        values: dict[str, Any] = {}
+        for f in fields(Config):
+            raw = os.environ.get(f"PEERNODE_{f.name.upper()}", data.get(f.name))
+            if raw is None:
+                continue
+            try:
+                values[f.name] = int(raw) if f.type == "int" else str(raw)
+            except ValueError:
+                raise HomeError(f"setting {f.name!r} must be a whole number, not {raw!r}") from None
+        unknown = sorted(set(data) - {f.name for f in fields(Config)})
+        if unknown:
+            raise HomeError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+        return Config(**values)
+
+    def save_config(self, config: Config) -> None:
+        data = {f.name: getattr(config, f.name) for f in fields(Config)}
+        tmp = self.path / (CONFIG_FILE + ".tmp")
+        tmp.write_text(tomli_w.dumps(data), "utf-8")
+        tmp.replace(self.path / CONFIG_FILE)
+
+    @property
+    def advertised_address(self) -> str:
+        config = self.config
+        return config.advertise or config.listen
+
+    # --- database ------------------------------------------------------------------------------
+
+    def open_db(self) -> sqlite_utils.Database:
+        return dbmod.connect(self.path / DB_FILE)
+
+    def open_store(self) -> Store:
+        return Store(self.open_db(), self.public_key)
+
+    # --- daemon lock ---------------------------------------------------------------------------
+
+    def lock_daemon(self, address: str) -> IO[str]:
+        """Take the daemon lock, or raise if another daemon holds it. Keep the handle open.
+
+        The lock file says the daemon's pid and the address it serves, for the CLI to ask it.
+        """
+        handle = open(self.path / LOCK_FILE, "a+")  # noqa: SIM115 - held for the daemon's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise HomeError(f"a peernode daemon is already running for {self.path}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()} {address}\n")
+        handle.flush()
+        return handle
+
+    def daemon_address(self) -> str | None:
+        """HOST:PORT of the running daemon, from its lock file; None when none runs."""
+        if not self.daemon_running():
+            return None
+        parts = (self.path / LOCK_FILE).read_text().split()
+        return parts[1] if len(parts) == 2 else None
+
+    def daemon_running(self) -> bool:
+        path = self.path / LOCK_FILE
+        if not path.exists():
+            return False
+        with open(path) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
+
+def init_home(path: Path, *, name: str, isil: str, contact: str, listen: str) -> Home:
+    """Create a new node: key pair, settings, database, and the signed library profile."""
+    home = Home(path)
+    if home.exists:
+        raise HomeError(f"{path} already holds a node ({home.node_id}); nothing was changed")
+    if not name.strip():
+        raise HomeError("--name must not be empty: it is how other libraries see you")
+    parse_listen(listen)
+    path.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    key_path = path / KEY_FILE
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+        handle.flush()
+        os.fsync(handle.fileno())
+    home.save_config(
+        replace(Config(), name=name.strip(), isil=isil, contact=contact, listen=listen)
+    )
+    publish_profile(home)
+    return home
+
+
+def publish_profile(home: Home) -> None:
+    """Sign the library profile from the settings into our 'profile' log, if it changed."""
+    config = home.config
+    body: dict[str, Any] = {"name": config.name}
+    if config.isil:
+        body["isil"] = config.isil
+    if config.contact:
+        body["contact"] = config.contact
+    store = home.open_store()
+    try:
+        row = store.conn.execute(
+            "SELECT name, isil, contact FROM libraries WHERE author = ?", (home.public_key,)
+        ).fetchone()
+        if row != (config.name, body.get("isil"), body.get("contact")):
+            store.append(home.key, "profile", PROFILE, body)
+    finally:
+        store.conn.close()

@@ -1,0 +1,328 @@
+"""The replica: signed entries as received, and the tables materialised from them.
+
+Every change goes through one of two doors, each one transaction: ``apply`` (entries from a peer,
+already signature-checked by the protocol) and ``append`` (our own new entries, signed inside the
+write lock so the sequence cannot be taken twice). Entries are stored as the exact bytes received,
+so they can be served again and re-verified; the tables (records, libraries) are derived from them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from protocol import (
+    CATALOG,
+    PROFILE,
+    ChainError,
+    Entry,
+    ForkProof,
+    Head,
+    LogKey,
+    Placement,
+    RemoteProtocolError,
+    fork_proof,
+    place,
+    public_bytes,
+    sign_entry,
+)
+from protocol.chains import ForkProof as _ForkProof
+from protocol.encoding import pack
+from protocol.entries import decode_entry
+
+from .db import transaction
+from .records import BibRecord, match_key, wire_digest
+
+
+class ForkDetected(RemoteProtocolError):
+    reason = "fork"
+
+    def __init__(self, message: str, proof: ForkProof) -> None:
+        super().__init__(message)
+        self.proof = proof
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    head: Head | None
+    applied: int
+    duplicates: int
+    error: RemoteProtocolError | None = None
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Store:
+    """The node's SQLite replica. Not thread-safe: the daemon uses it from one worker thread."""
+
+    def __init__(self, db: sqlite_utils.Database, own_key: bytes) -> None:
+        self.db = db
+        self.conn: sqlite3.Connection = db.conn
+        self.own_key = own_key
+
+    # --- reading the logs ----------------------------------------------------------------------
+
+    def heads(self) -> dict[LogKey, Head]:
+        rows = self.conn.execute("SELECT author, log, seq, hash FROM heads")
+        return {LogKey(a, log): Head(seq, h) for a, log, seq, h in rows}
+
+    def head(self, key: LogKey) -> Head | None:
+        row = self.conn.execute(
+            "SELECT seq, hash FROM heads WHERE author = ? AND log = ?", (key.author, key.log)
+        ).fetchone()
+        return Head(row[0], row[1]) if row else None
+
+    def entry_raws(self, key: LogKey, first: int, last: int, max_bytes: int) -> list[bytes]:
+        """Stored entries ``first..last`` of one log, stopping after about ``max_bytes``."""
+        out: list[bytes] = []
+        size = 0
+        rows = self.conn.execute(
+            "SELECT raw FROM entries WHERE author = ? AND log = ? AND seq BETWEEN ? AND ? "
+            "ORDER BY seq",
+            (key.author, key.log, first, last),
+        )
+        for (raw,) in rows:
+            out.append(raw)
+            size += len(raw)
+            if size >= max_bytes:
+                break
+        return out
+
+    def iter_entries(self) -> Iterator[tuple[bytes, str, int, bytes]]:
+        """Every stored entry as (author, log, seq, raw), for re-verification."""
+        yield from self.conn.execute(
+            "SELECT author, log, seq, raw FROM entries ORDER BY author, log, seq"
+        )
+
+    # --- applying a peer's entries -------------------------------------------------------------
+
+    def apply(self, key: LogKey, entries: Sequence[Entry]) -> ApplyResult:
+        """Place and store ``entries`` of ``key`` in one transaction; stop at the first problem."""
+        applied = duplicates = 0
+        error: RemoteProtocolError | None = None
+        with transaction(self.conn) as conn:
+            head = self.head(key)
+            if self._frozen(key):
+                return ApplyResult(head, 0, 0, None)
+            for entry in sorted(entries, key=lambda e: e.seq):
+                held = self._hash_at(key, entry.seq) if head and entry.seq <= head.seq else None
+                try:
+                    placement = place(head, entry, held)
+                except ChainError as exc:
+                    error = exc
+                    break
+                if placement is Placement.NEXT:
+                    self._store_entry(conn, entry)
+                    self._materialize(conn, entry, source=None)
+                    head = Head(entry.seq, entry.hash)
+                    applied += 1
+                elif placement is Placement.HELD:
+                    duplicates += 1
+                elif placement is Placement.AHEAD:
+                    break
+                else:
+                    error = self._record_fork(conn, key, entry)
+                    break
+            if applied:
+                assert head is not None
+                self._set_head(conn, key, head)
+            if duplicates:
+                self._bump(conn, "entries_duplicate", duplicates)
+        return ApplyResult(head, applied, duplicates, error)
+
+    def _hash_at(self, key: LogKey, seq: int) -> bytes | None:
+        row = self.conn.execute(
+            "SELECT hash FROM entries WHERE author = ? AND log = ? AND seq = ?",
+            (key.author, key.log, seq),
+        ).fetchone()
+        return row[0] if row else None
+
+    def _record_fork(self, conn: sqlite3.Connection, key: LogKey, entry: Entry) -> ForkDetected:
+        (held_raw,) = conn.execute(
+            "SELECT raw FROM entries WHERE author = ? AND log = ? AND seq = ?",
+            (key.author, key.log, entry.seq),
+        ).fetchone()
+        held = decode_entry(held_raw, now_ms=None)
+        proof = fork_proof(held, entry)
+        assert proof is not None, "place() said CONFLICT: same seq, different hash"
+        conn.execute(
+            "INSERT OR IGNORE INTO forks (author, log, seq, proof, found_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (key.author, key.log, entry.seq, proof.to_bytes(), now_ms()),
+        )
+        return ForkDetected(f"{entry.where}: the author signed two different entries", proof)
+
+    def _frozen(self, key: LogKey) -> bool:
+        """A log with a fork proof stops at the fork: which branch is true cannot be known."""
+        row = self.conn.execute(
+            "SELECT 1 FROM forks WHERE author = ? AND log = ?", (key.author, key.log)
+        ).fetchone()
+        return row is not None
+
+    def forks(self) -> list[_ForkProof]:
+        return [_ForkProof.from_bytes(p) for (p,) in self.conn.execute("SELECT proof FROM forks")]
+
+    # --- appending our own entries -------------------------------------------------------------
+
+    def append(
+        self,
+        key: Ed25519PrivateKey,
+        log: str,
+        kind: str,
+        body: Any,
+        *,
+        source: str | None = None,
+        timestamp: int | None = None,
+    ) -> Entry:
+        """Sign ``body`` as the next entry of our ``log`` and make it durable before returning."""
+        author = public_bytes(key)
+        with transaction(self.conn) as conn:
+            log_key = LogKey(author, log)
+            head = self.head(log_key)
+            entry = sign_entry(
+                key,
+                log=log,
+                seq=head.seq + 1 if head else 1,
+                prev=head.hash if head else None,
+                timestamp=timestamp if timestamp is not None else now_ms(),
+                kind=kind,
+                body=body,
+            )
+            self._store_entry(conn, entry)
+            self._materialize(conn, entry, source=source)
+            self._set_head(conn, log_key, Head(entry.seq, entry.hash))
+        return entry
+
+    # --- materialising ---------------------------------------------------------------------------
+
+    def _store_entry(self, conn: sqlite3.Connection, entry: Entry) -> None:
+        conn.execute(
+            "INSERT INTO entries (author, log, seq, hash, kind, ts, raw, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.author,
+                entry.log,
+                entry.seq,
+                entry.hash,
+                entry.kind,
+                entry.timestamp,
+                entry.raw,
+                now_ms(),
+            ),
+        )
+
+    def _set_head(self, conn: sqlite3.Connection, key: LogKey, head: Head) -> None:
+        conn.execute(
+            "INSERT INTO heads (author, log, seq, hash) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (author, log) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            (key.author, key.log, head.seq, head.hash),
+        )
+
+    def _materialize(self, conn: sqlite3.Connection, entry: Entry, source: str | None) -> None:
+        handler = _MATERIALIZERS.get(entry.kind)
+        if handler is not None:
+            handler(conn, entry, source)
+
+    def _bump(self, conn: sqlite3.Connection, name: str, by: int = 1) -> None:
+        conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            (name, by),
+        )
+
+    # --- small queries -------------------------------------------------------------------------
+
+    def counter(self, name: str) -> int:
+        row = self.conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def record_rejection(self, peer: bytes | None, reason: str, message: str) -> None:
+        with transaction(self.conn) as conn:
+            conn.execute(
+                "INSERT INTO rejections (at, peer, reason, message) VALUES (?, ?, ?, ?)",
+                (now_ms(), peer, reason, message[:2000]),
+            )
+
+    def own_digests(self) -> dict[str, tuple[bytes, str | None]]:
+        """Our own records: rid -> (content digest, source file they came from)."""
+        rows = self.conn.execute(
+            "SELECT rid, digest, source FROM records WHERE author = ?", (self.own_key,)
+        )
+        return {rid: (digest, source) for rid, digest, source in rows}
+
+
+def record_row_values(
+    author: bytes, rid: str, data: dict[str, Any], seq: int, source: str | None
+) -> tuple[Any, ...]:
+    """The ``records`` row for one put: searchable columns plus the wire map itself."""
+    record = BibRecord.from_wire(rid, data)
+    wire = pack(data)
+    return (
+        author,
+        rid,
+        record.title,
+        _json(record.authors),
+        _json(record.subjects),
+        record.publisher,
+        _json(record.isbn),
+        record.year,
+        wire,
+        wire_digest(rid, data),
+        match_key(record),
+        source,
+        seq,
+    )
+
+
+def _json(values: Iterable[str]) -> str:
+    return json.dumps(list(values), ensure_ascii=False)
+
+
+_UPSERT = (
+    "INSERT INTO records (author, rid, title, authors, subjects, publisher, isbn, year, data, "
+    "digest, match_key, source, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (author, rid) DO UPDATE SET title = excluded.title, authors = excluded.authors, "
+    "subjects = excluded.subjects, publisher = excluded.publisher, isbn = excluded.isbn, "
+    "year = excluded.year, data = excluded.data, digest = excluded.digest, "
+    "match_key = excluded.match_key, source = COALESCE(excluded.source, records.source), "
+    "seq = excluded.seq"
+)
+
+
+def _catalog(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None:
+    puts = []
+    dels = []
+    for op in entry.body["ops"]:
+        if op[0] == "put":
+            puts.append(record_row_values(entry.author, op[1], op[2], entry.seq, source))
+        else:
+            dels.append((entry.author, op[1]))
+    if dels:
+        conn.executemany("DELETE FROM records WHERE author = ? AND rid = ?", dels)
+    if puts:
+        conn.executemany(_UPSERT, puts)
+
+
+def _profile(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None:
+    body = entry.body
+    conn.execute(
+        "INSERT INTO libraries (author, name, isil, contact, seq) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (author) DO UPDATE SET name = excluded.name, isil = excluded.isil, "
+        "contact = excluded.contact, seq = excluded.seq",
+        (entry.author, body["name"], body.get("isil"), body.get("contact"), entry.seq),
+    )
+
+
+_MATERIALIZERS: dict[str, Callable[[sqlite3.Connection, Entry, str | None], None]] = {
+    CATALOG: _catalog,
+    PROFILE: _profile,
+}

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .nodes import NodeProc
+
+
+@pytest.fixture
+def make_node(tmp_path: Path) -> Iterator[type[NodeProc]]:
+    """Create nodes in this test's temporary directory; every daemon is stopped afterwards."""
+    created: list[NodeProc] = []
+
+    def factory(name: str) -> NodeProc:
+        node = NodeProc(tmp_path / name.lower().replace(" ", "-"), name)
+        created.append(node)
+        return node.init()
+
+    yield factory  # type: ignore[misc]
+    for node in created:
+        node.stop()

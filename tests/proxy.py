@@ -1,0 +1,73 @@
+"""A loopback TCP proxy for tests that can flip one byte of the server-to-client stream."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+
+class FlippingProxy:
+    """Forward 127.0.0.1:<port> to ``target``; flip byte ``flip_at`` of the first connection's
+    server-to-client stream (once), as a faulty or hostile link would."""
+
+    def __init__(self, target_port: int, flip_at: int | None) -> None:
+        self.target_port = target_port
+        self.flip_at = flip_at
+        self.flipped = False
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> FlippingProxy:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("proxy did not start")
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", 0)
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(
+            self._pipe(reader, up_writer, None), self._pipe(up_reader, writer, self.flip_at)
+        )
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flip: int | None
+    ) -> None:
+        offset = 0
+        try:
+            while chunk := await reader.read(65536):
+                if (
+                    flip is not None
+                    and not self.flipped
+                    and offset <= flip < offset + len(chunk)
+                ):
+                    self.flipped = True
+                    data = bytearray(chunk)
+                    data[flip - offset] ^= 0x20
+                    chunk = bytes(data)
+                offset += len(chunk)
+                writer.write(chunk)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
