@@ -37,6 +37,9 @@ class ImportSummary:
     deleted: int = 0
     entries: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+    # Set when the file could not be read to its end: records missing from it are then not
+    # deleted, since a truncated file would otherwise wipe part of the published catalogue.
+    deletions_skipped: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +51,7 @@ class ImportSummary:
             "deleted": self.deleted,
             "rejected": len(self.rejected),
             "entries": self.entries,
+            "deletions_skipped": self.deletions_skipped,
             "rejections": [{"position": r.position, "reason": r.reason} for r in self.rejected],
         }
 
@@ -91,6 +95,9 @@ def import_catalog(
             else:
                 summary.changed += 1
             yield ["put", record.rid, wire]
+        if any(r.stopped for r in summary.rejected):
+            summary.deletions_skipped = True
+            return
         for rid, (_, rid_source) in known.items():
             if rid_source == source and rid not in seen:
                 summary.deleted += 1

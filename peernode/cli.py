@@ -230,6 +230,11 @@ def import_cmd(ctx: click.Context, file: Path, fmt: str, source: str | None, as_
         f"{summary.deleted} deleted, {summary.unchanged} unchanged, "
         f"{len(summary.rejected)} rejected; {summary.entries} signed entries"
     )
+    if summary.deletions_skipped:
+        click.echo(
+            "  The file was not read to its end, so no records were deleted: fix the file and "
+            "import it again to publish deletions."
+        )
     for rejected in summary.rejected[:50]:
         click.echo(f"  rejected {rejected.position}: {rejected.reason}")
     if len(summary.rejected) > 50:

@@ -46,7 +46,9 @@ class NodeProc:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = home.parent / f"{home.name}.log"
 
-    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "peernode", "--home", str(self.home), *args],
             capture_output=True,

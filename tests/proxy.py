@@ -31,9 +31,7 @@ class FlippingProxy:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", 0)
-        )
+        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         self._loop.run_forever()
@@ -55,11 +53,7 @@ class FlippingProxy:
         offset = 0
         try:
             while chunk := await reader.read(65536):
-                if (
-                    flip is not None
-                    and not self.flipped
-                    and offset <= flip < offset + len(chunk)
-                ):
+                if flip is not None and not self.flipped and offset <= flip < offset + len(chunk):
                     self.flipped = True
                     data = bytearray(chunk)
                     data[flip - offset] ^= 0x20

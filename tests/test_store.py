@@ -25,7 +25,9 @@ def put(rid: str, title: str, **fields: object) -> list[object]:
     return ["put", rid, {"title": title, **fields}]
 
 
-def chain(key: Ed25519PrivateKey, bodies: list[dict[str, object]], log: str = "catalog") -> list[Entry]:
+def chain(
+    key: Ed25519PrivateKey, bodies: list[dict[str, object]], log: str = "catalog"
+) -> list[Entry]:
     out: list[Entry] = []
     for body in bodies:
         out.append(
@@ -45,7 +47,9 @@ def chain(key: Ed25519PrivateKey, bodies: list[dict[str, object]], log: str = "c
 def test_own_append_materializes_and_is_searchable(tmp_path: Path) -> None:
     store, key = make_store(tmp_path)
     store.append(key, "profile", PROFILE, {"name": "Perpustakaan Ambon"})
-    store.append(key, "catalog", CATALOG, {"ops": [put("r1", "Sejarah Maluku", authors=["Rumphius"])]})
+    store.append(
+        key, "catalog", CATALOG, {"ops": [put("r1", "Sejarah Maluku", authors=["Rumphius"])]}
+    )
     store.append(key, "catalog", CATALOG, {"ops": [put("r2", "Botanical materia medica")]})
     heads = store.heads()
     assert heads[LogKey(public_bytes(key), "catalog")].seq == 2
@@ -94,7 +98,9 @@ def test_fork_is_proved_stored_and_freezes_the_log(tmp_path: Path) -> None:
     a, b = result.error.proof.verify()
     assert (a.seq, b.seq) == (2, 2) and a.hash != b.hash
     assert len(store.forks()) == 1
-    third = chain(author, [{"ops": [put("a", "A")]}, {"ops": [put("b", "B")]}, {"ops": [put("d", "D")]}])
+    third = chain(
+        author, [{"ops": [put("a", "A")]}, {"ops": [put("b", "B")]}, {"ops": [put("d", "D")]}]
+    )
     assert store.apply(key, [third[2]]).applied == 0  # frozen at the fork
 
 
@@ -103,7 +109,13 @@ def test_same_isbn_from_two_libraries_is_one_hit_with_two_holdings(tmp_path: Pat
     store.append(key, "profile", PROFILE, {"name": "Library A"})
     other = Ed25519PrivateKey.generate()
     profile = sign_entry(
-        other, log="profile", seq=1, prev=None, timestamp=1, kind=PROFILE, body={"name": "Library B"}
+        other,
+        log="profile",
+        seq=1,
+        prev=None,
+        timestamp=1,
+        kind=PROFILE,
+        body={"name": "Library B"},
     )
     store.apply(LogKey(public_bytes(other), "profile"), [profile])
     isbn = BibRecord("x", "t", isbn=("9780596001087",)).isbn[0]

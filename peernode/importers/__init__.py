@@ -4,8 +4,9 @@
 :class:`Rejected` (with the position and the reason in plain words), streaming where the format
 allows it. It raises :class:`ImportFileError` only when the file cannot be read at all: missing,
 unreadable, empty, of no format we know, or not of the format named. Those checks run when
-``read_catalog`` is called, except the ones that need the whole file (a SLiMS dump without any
-biblio rows), which raise before the first record is yielded.
+``read_catalog`` is called, except the few that need the whole file (a SQL dump without biblio
+rows, XML without MARC records) and read errors mid-file; those raise during the iteration, and
+never after a record has been imported.
 
 Formats: ``marc`` (MARC 21, ISO 2709), ``marcxml``, ``marcjson`` (MARC-in-JSON), ``csv``,
 ``json`` (records as objects: an array or JSON Lines) and ``slims`` (a SLiMS MySQL dump).
@@ -67,7 +68,9 @@ def detect_format(path: Path) -> str:
             "the start)"
         )
     by_extension = _EXTENSIONS.get(path.suffix.lower())
-    if by_extension in ("csv", "marc"):  # formats whose content we cannot always recognise
+    # Content that proves nothing either way: a CSV whose header we do not know, or MARC whose
+    # first record is damaged but still opens with a length.
+    if by_extension == "csv" or (by_extension == "marc" and _text_start(head)[:5].isdigit()):
         return by_extension
     raise ImportFileError(
         f"{path}: cannot tell the format (not MARC, MARCXML, JSON, a SQL dump, or CSV with a "
@@ -113,7 +116,7 @@ def _check_named(path: Path, fmt: str, head: bytes) -> None:
 def _read(path: Path, fmt: str) -> Iterator[Outcome]:
     if fmt == "csv":
         header = read_csv_header(path)  # a CSV without a title column is refused before reading
-        return read_csv(path, header)
+        return _io_errors(path, read_csv(path, header))
     readers = {
         "marc": read_marc,
         "marcxml": read_marcxml,
@@ -121,7 +124,15 @@ def _read(path: Path, fmt: str) -> Iterator[Outcome]:
         "json": read_json,
         "slims": read_slims,
     }
-    return readers[fmt](path)
+    return _io_errors(path, readers[fmt](path))
+
+
+def _io_errors(path: Path, outcomes: Iterator[Outcome]) -> Iterator[Outcome]:
+    """The file vanishing or a disk failing mid-read is a file problem, not a record problem."""
+    try:
+        yield from outcomes
+    except OSError as exc:
+        raise ImportFileError(f"{path}: reading failed ({exc.strerror or exc})") from exc
 
 
 def _head(path: Path) -> bytes:

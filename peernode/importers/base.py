@@ -30,6 +30,9 @@ class Imported:
 class Rejected:
     position: str
     reason: str
+    # True when reading stopped here: records after this point were never read, so they must
+    # not be taken as deleted from the file.
+    stopped: bool = False
 
 
 Outcome = Imported | Rejected
@@ -47,9 +50,9 @@ def hashed_rid(raw: bytes) -> str:
     return "h:" + hashlib.sha1(raw).hexdigest()
 
 
-def rejected(position: str, why: str) -> Rejected:
+def rejected(position: str, why: str, *, stopped: bool = False) -> Rejected:
     """A rejection whose reason starts with the position, so it reads well on its own."""
-    return Rejected(position, f"{position}: {why}")
+    return Rejected(position, f"{position}: {why}", stopped)
 
 
 class RecordChecker:
@@ -58,9 +61,12 @@ class RecordChecker:
     def __init__(self) -> None:
         self._first_seen: dict[str, str] = {}
 
-    def check(self, position: str, record: BibRecord, *, title_source: str = "title") -> Outcome:
+    def check(
+        self, position: str, record: BibRecord, *, title_source: str = "title", hint: str = ""
+    ) -> Outcome:
         if not record.title:
-            return rejected(position, f"no title ({title_source} is empty or missing)")
+            why = f"no title ({title_source} is empty or missing)"
+            return rejected(position, f"{why}; {hint}" if hint else why)
         if not record.rid:
             return rejected(position, "no id")
         if len(record.rid.encode()) > DEFAULT_LIMITS.max_record_id_bytes:

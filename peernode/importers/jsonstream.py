@@ -30,6 +30,7 @@ class JsonValue:
 class JsonProblem:
     position: str
     reason: str
+    stopped: bool = False  # nothing after this point was read
 
 
 class _Window:
@@ -118,7 +119,9 @@ def _array(window: _Window) -> Iterator[JsonValue | JsonProblem]:
     index = 0
     while True:
         if not window.skip_space():
-            yield JsonProblem(f"record {index + 1}", "the file ends before the closing ']'")
+            yield JsonProblem(
+                f"record {index + 1}", "the file ends before the closing ']'", stopped=True
+            )
             return
         if window.peek() == "]":
             return
@@ -129,6 +132,7 @@ def _array(window: _Window) -> Iterator[JsonValue | JsonProblem]:
                     f"record {index + 1}",
                     f"not valid JSON: expected ',' or ']' after record {index} (line {line}); "
                     "the rest of the file was not read",
+                    stopped=True,
                 )
                 return
             window.pos += 1
@@ -139,7 +143,9 @@ def _array(window: _Window) -> Iterator[JsonValue | JsonProblem]:
         index += 1
         value, error = window.decode()
         if error is not None:
-            yield JsonProblem(f"record {index}", f"{error}; the rest of the file was not read")
+            yield JsonProblem(
+                f"record {index}", f"{error}; the rest of the file was not read", stopped=True
+            )
             return
         yield JsonValue(f"record {index}", value)
 

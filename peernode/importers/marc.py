@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 import xml.sax
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from xml.sax.xmlreader import AttributesNSImpl, IncrementalParser
 
 from pymarc import Field, JSONHandler, Record, XmlHandler, marc8_mapping
 from pymarc.exceptions import (
+    BadSubfieldCodeWarning,
     BaseAddressInvalid,
     BaseAddressNotFound,
     NoFieldsFound,
@@ -29,19 +31,21 @@ from pymarc.exceptions import (
 from ..records import (
     BibRecord,
     Holding,
-    clean_text,
     dedupe,
     normalize_isbn,
     normalize_issn,
     parse_year,
 )
-from .base import Outcome, RecordChecker, hashed_rid, rejected
+from .base import ImportFileError, Outcome, RecordChecker, hashed_rid, rejected
 from .jsonstream import JsonProblem, iter_json
-from .text import strip_controls
+from .text import clean, open_text, strip_controls
 
 # pymarc logs a warning for every odd indicator; without a handler Python prints them all on
 # stderr. A NullHandler keeps the CLI quiet and still lets an application route them.
 logging.getLogger("pymarc").addHandler(logging.NullHandler())
+# pymarc repairs a non-ASCII subfield code itself and says so with a Python warning per file;
+# the record is imported either way, so the warning only alarms the librarian.
+warnings.filterwarnings("ignore", category=BadSubfieldCodeWarning)
 
 END_OF_RECORD = 0x1D
 _BLOCK = 1 << 16
@@ -55,7 +59,7 @@ _PADDING = b" \t\r\n\x00\x1a"
 def read_marc(path: Path) -> Iterator[Outcome]:
     checker = RecordChecker()
     with path.open("rb") as stream:
-        for number, chunk in enumerate(_chunks(stream), start=1):
+        for number, chunk in enumerate(split_records(stream), start=1):
             position = f"record {number}"
             try:
                 record = decode_binary(chunk)
@@ -66,25 +70,28 @@ def read_marc(path: Path) -> Iterator[Outcome]:
             yield from _checked(checker, position, record, rid)
 
 
-def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+def split_records(stream: BinaryIO) -> Iterator[bytes]:
     """Each record's bytes up to and including its 0x1D; padding between records is dropped."""
     buf = b""
+    start = 0  # where the next record begins in buf; buf is only cut when a block is added
     while True:
-        end = buf.find(END_OF_RECORD)
+        end = buf.find(END_OF_RECORD, start)
         if end < 0:
             block = stream.read(_BLOCK)
             if block:
-                buf += block
+                buf = buf[start:] + block
+                start = 0
                 if len(buf) > 2 * _MAX_RECORD and buf.find(END_OF_RECORD) < 0:
                     # No record is this long: hand the junk over to be rejected, then go on.
                     yield buf
                     buf = b""
                 continue
-            if buf.strip(_PADDING):
-                yield buf  # trailing bytes without an end-of-record mark: a truncated record
+            tail = buf[start:]
+            if tail.strip(_PADDING):
+                yield tail  # trailing bytes without an end-of-record mark: a truncated record
             return
-        chunk = buf[: end + 1].lstrip(_PADDING)
-        buf = buf[end + 1 :]
+        chunk = buf[start : end + 1].lstrip(_PADDING)
+        start = end + 1
         if len(chunk) > 1:  # a lone 0x1D is an empty record slot, not a record
             yield chunk
 
@@ -99,7 +106,9 @@ _DIGITS5 = re.compile(rb"\d{5}")
 def decode_binary(chunk: bytes) -> Record:
     """A pymarc Record from one record's bytes, with its text decoded as UTF-8 or MARC-8."""
     if not chunk.endswith(bytes([END_OF_RECORD])):
-        raise MarcError(f"record is truncated: the file ends {len(chunk)} bytes into it")
+        raise MarcError(
+            f"record is truncated: no end-of-record mark in the {len(chunk)} bytes that follow"
+        )
     leader = chunk[:24]
     if len(chunk) < 26:
         raise MarcError(f"leader is not valid MARC (only {len(chunk)} bytes)")
@@ -146,7 +155,10 @@ def _decode_text(chunk: bytes) -> Record:
                 raise  # the directory, not the text: no other encoding will help
         problem = _not_marc8(chunk)
         if problem:
-            raise MarcError(f"text is neither UTF-8 nor MARC-8 ({problem})")
+            raise MarcError(
+                f"text is neither UTF-8 nor MARC-8 ({problem}); it may be in a code page such "
+                "as cp1251 or cp1252: re-export the records as UTF-8 MARC"
+            )
     # pymarc decodes MARC-8 only when leader/09 is blank, so blank it for this attempt.
     as_marc8 = chunk[:9] + b" " + chunk[10:]
     return Record(as_marc8, to_unicode=True, hide_utf8_warnings=True)
@@ -211,11 +223,6 @@ class _Collector(XmlHandler):
             self._text = []
             if name[1] in ("controlfield", "datafield"):
                 self._field = None
-            return
-        if name[1] == "record" and self._record is not None:
-            # pymarc skips a record it could not start; count it so positions stay true.
-            self.done.append(self._error or MarcError("record is empty"))
-            self._record = None
 
     def _keep(self, exc: Exception, element: str) -> None:
         if self._error is None:
@@ -258,13 +265,16 @@ def read_marcxml(path: Path) -> Iterator[Outcome]:
                     f"the XML is not well-formed (line {exc.getLineNumber()}, column "
                     f"{exc.getColumnNumber()}: {exc.getMessage()}); the rest of the file "
                     "was not read",
+                    stopped=True,
                 )
                 return
             yield from _drain(handler, checker, number)
             number += len(handler.done)
             handler.done.clear()
             if not block:
-                return
+                break
+    if number == 0:
+        raise ImportFileError(f"{path}: no MARCXML <record> elements in this XML file")
 
 
 def _drain(handler: _Collector, checker: RecordChecker, number: int) -> Iterator[Outcome]:
@@ -287,10 +297,10 @@ class _OneRecord(JSONHandler):
 
 def read_marcjson(path: Path) -> Iterator[Outcome]:
     checker = RecordChecker()
-    with path.open(encoding="utf-8-sig", errors="replace") as stream:
+    with open_text(path) as stream:
         for item in iter_json(stream):
             if isinstance(item, JsonProblem):
-                yield rejected(item.position, item.reason)
+                yield rejected(item.position, item.reason, stopped=item.stopped)
                 continue
             try:
                 record = marcjson_record(item.value)
@@ -321,10 +331,6 @@ def marcjson_record(value: object) -> Record:
     return record
 
 
-def looks_like_marcjson(value: object) -> bool:
-    return isinstance(value, dict) and "leader" in value and "fields" in value
-
-
 # --- the MARC -> BibRecord mapping ------------------------------------------------------------
 
 
@@ -334,10 +340,10 @@ def _checked(checker: RecordChecker, position: str, record: Record, rid: str) ->
     except Exception as exc:  # a field shape pymarc accepted but we cannot read
         yield rejected(position, f"cannot map record ({type(exc).__name__}: {exc})")
         return
-    title_source = "245 $a"
+    hint = ""
     if not bib.title and record.get("200") is not None and record.get("245") is None:
-        title_source = "245 $a; the record has a 200 field, so it is probably UNIMARC"
-    yield checker.check(position, bib, title_source=title_source)
+        hint = "it has a 200 field instead, so it is probably UNIMARC, which is not supported"
+    yield checker.check(position, bib, title_source="245 $a", hint=hint)
 
 
 def _control_number(record: Record) -> str:
@@ -353,8 +359,33 @@ def _canonical(record: Record) -> bytes:
     return "\n".join(lines).encode("utf-8", "surrogatepass")
 
 
+class _Tags:
+    """A record's fields by tag: the mapping asks for some thirty tags, and pymarc's
+    ``get_fields`` scans the whole record for each."""
+
+    def __init__(self, record: Record) -> None:
+        self.leader = str(record.leader)
+        self._by_tag: dict[str, list[Field]] = {}
+        self._order: dict[int, int] = {}
+        for index, field in enumerate(record.fields):
+            self._by_tag.setdefault(field.tag, []).append(field)
+            self._order[id(field)] = index
+
+    def get(self, *tags: str) -> list[Field]:
+        """The fields with these tags, in record order."""
+        if len(tags) == 1:
+            return self._by_tag.get(tags[0], [])
+        found = [field for tag in tags for field in self._by_tag.get(tag, [])]
+        return sorted(found, key=lambda field: self._order[id(field)])
+
+    def control(self, tag: str) -> str:
+        fields = self._by_tag.get(tag)
+        data = fields[0].data if fields else None
+        return data if isinstance(data, str) else ""
+
+
 def _text(value: str) -> str:
-    return clean_text(strip_controls(value))
+    return clean(strip_controls(value))
 
 
 def _subfields(field: Field, codes: str) -> list[tuple[str, str]]:
@@ -368,9 +399,9 @@ def _subfields(field: Field, codes: str) -> list[tuple[str, str]]:
     return out
 
 
-def _first(record: Record, tags: Iterable[str], code: str) -> str:
-    for tag in tags:
-        for field in record.get_fields(tag):
+def _first(tags: _Tags, wanted: Iterable[str], code: str) -> str:
+    for tag in wanted:
+        for field in tags.get(tag):
             for _, value in _subfields(field, code):
                 text = _text(value)
                 if text:
@@ -378,10 +409,11 @@ def _first(record: Record, tags: Iterable[str], code: str) -> str:
     return ""
 
 
-def _title(record: Record) -> str:
-    field = record.get("245")
-    if field is None:
+def _title(tags: _Tags) -> str:
+    fields = tags.get("245")
+    if not fields:
         return ""
+    field = fields[0]
     parts: list[str] = []
     previous = ""
     for code, value in _subfields(field, "abnp"):
@@ -402,10 +434,10 @@ def _title(record: Record) -> str:
     return "".join(parts)
 
 
-def _names(record: Record) -> list[str]:
+def _names(tags: _Tags) -> list[str]:
     names = []
     for tag in ("100", "110", "111", "700", "710", "711"):
-        for field in record.get_fields(tag):
+        for field in tags.get(tag):
             # $a with, for corporate bodies, their subordinate units ($b); $d dates are dropped.
             codes = "ab" if tag in ("110", "710") else "a"
             name = ". ".join(_text(v) for _, v in _subfields(field, codes))
@@ -414,9 +446,9 @@ def _names(record: Record) -> list[str]:
     return names
 
 
-def _subjects(record: Record) -> list[str]:
+def _subjects(tags: _Tags) -> list[str]:
     subjects = []
-    for field in record.get_fields("600", "610", "650", "651"):
+    for field in tags.get("600", "610", "650", "651"):
         heading = [_text(v) for _, v in _subfields(field, "a")]
         if not heading:
             continue
@@ -426,23 +458,23 @@ def _subjects(record: Record) -> list[str]:
     return subjects
 
 
-def _year(record: Record) -> int | None:
+def _year(tags: _Tags) -> int | None:
     # Publication (264 2nd indicator 1) first, then 260, then any other 264 (e.g. copyright).
-    ordered = [f for f in record.get_fields("264") if f.indicator2 == "1"]
-    ordered += record.get_fields("260")
-    ordered += [f for f in record.get_fields("264") if f.indicator2 != "1"]
+    ordered = [f for f in tags.get("264") if f.indicator2 == "1"]
+    ordered += tags.get("260")
+    ordered += [f for f in tags.get("264") if f.indicator2 != "1"]
     for field in ordered:
         for _, value in _subfields(field, "c"):
             year = parse_year(value)
             if year is not None:
                 return year
-    fixed = _control(record, "008")
+    fixed = tags.control("008")
     return parse_year(fixed[7:11]) if fixed[7:11].isdigit() else None
 
 
-def _publication(record: Record, code: str) -> str:
-    fields = [f for f in record.get_fields("264") if f.indicator2 == "1"]
-    fields += record.get_fields("260")
+def _publication(tags: _Tags, code: str) -> str:
+    fields = [f for f in tags.get("264") if f.indicator2 == "1"]
+    fields += tags.get("260")
     for field in fields:
         for _, value in _subfields(field, code):
             text = _text(value)
@@ -451,27 +483,21 @@ def _publication(record: Record, code: str) -> str:
     return ""
 
 
-def _control(record: Record, tag: str) -> str:
-    field = record.get(tag)
-    data = field.data if field is not None else None
-    return data if isinstance(data, str) else ""
-
-
-def _language(record: Record) -> str:
-    code = _control(record, "008")[35:38].strip().lower()
+def _language(tags: _Tags) -> str:
+    code = tags.control("008")[35:38].strip().lower()
     if len(code) == 3 and code.isalpha():
         return code
-    first = _first(record, ["041"], "a").lower()
+    first = _first(tags, ["041"], "a").lower()
     return first[:3] if first[:3].isalpha() else ""
 
 
-def _call_number(record: Record) -> str:
+def _call_number(tags: _Tags) -> str:
     for tag in ("050", "090"):
-        for field in record.get_fields(tag):
+        for field in tags.get(tag):
             parts = [_text(v) for _, v in _subfields(field, "ab")]
             if parts:
                 return " ".join(parts)
-    for field in record.get_fields("082"):
+    for field in tags.get("082"):
         for _, value in _subfields(field, "a"):
             # DDC segmentation marks ("005.13/3") are cataloguing aids, not part of the number.
             return _text(value).replace("/", "")
@@ -497,17 +523,17 @@ _TYPES = {
 }
 
 
-def _format(record: Record) -> str:
-    leader = str(record.leader)
+def _format(tags: _Tags) -> str:
+    leader = tags.leader
     kind = _TYPES.get(leader[6:7], "")
     if kind == "book" and leader[7:8] in ("b", "i", "s"):
         return "serial"
     return kind
 
 
-def _holdings(record: Record) -> tuple[Holding, ...]:
+def _holdings(tags: _Tags) -> tuple[Holding, ...]:
     holdings = []
-    for field in record.get_fields("852"):
+    for field in tags.get("852"):
         holdings.append(
             Holding(
                 call_number=" ".join(_text(v) for _, v in _subfields(field, "hi")),
@@ -516,7 +542,7 @@ def _holdings(record: Record) -> tuple[Holding, ...]:
                 note=_first_value(field, "z"),
             )
         )
-    for field in record.get_fields("952"):  # Koha's item field
+    for field in tags.get("952"):  # Koha's item field
         holdings.append(
             Holding(
                 call_number=_first_value(field, "o"),
@@ -535,29 +561,28 @@ def _first_value(field: Field, code: str) -> str:
 
 
 def to_bibrecord(record: Record, rid: str) -> BibRecord:
-    isbns = (normalize_isbn(v) for f in record.get_fields("020") for _, v in _subfields(f, "a"))
-    issns = (normalize_issn(v) for f in record.get_fields("022") for _, v in _subfields(f, "a"))
-    series = [_text(v) for f in record.get_fields("490", "830") for _, v in _subfields(f, "a")]
-    holdings = _holdings(record)
-    call_number = _call_number(record) or next(
-        (h.call_number for h in holdings if h.call_number), ""
-    )
+    tags = _Tags(record)
+    isbns = (normalize_isbn(v) for f in tags.get("020") for _, v in _subfields(f, "a"))
+    issns = (normalize_issn(v) for f in tags.get("022") for _, v in _subfields(f, "a"))
+    series = [_text(v) for f in tags.get("490", "830") for _, v in _subfields(f, "a")]
+    holdings = _holdings(tags)
+    call_number = _call_number(tags) or next((h.call_number for h in holdings if h.call_number), "")
     return BibRecord(
         rid=rid,
-        title=_title(record),
-        authors=dedupe(_names(record)),
-        year=_year(record),
+        title=_title(tags),
+        authors=dedupe(_names(tags)),
+        year=_year(tags),
         isbn=dedupe(i for i in isbns if i),
         issn=dedupe(i for i in issns if i),
-        subjects=dedupe(_subjects(record)),
+        subjects=dedupe(_subjects(tags)),
         series=dedupe(series),
-        responsibility=_first(record, ["245"], "c"),
-        publisher=_publication(record, "b"),
-        place=_publication(record, "a"),
-        edition=_first(record, ["250"], "a"),
-        language=_language(record),
+        responsibility=_first(tags, ["245"], "c"),
+        publisher=_publication(tags, "b"),
+        place=_publication(tags, "a"),
+        edition=_first(tags, ["250"], "a"),
+        language=_language(tags),
         call_number=call_number,
-        format=_format(record),
-        description=_first(record, ["300"], "a"),
+        format=_format(tags),
+        description=_first(tags, ["300"], "a"),
         holdings=holdings,
     )

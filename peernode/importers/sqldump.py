@@ -30,6 +30,18 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
+# A row tuple of plain literals, the shape of nearly every row in a dump, is matched whole and
+# its values split with one more regex: about four times faster than token by token. Rows with
+# anything else (comments, hex, nested expressions) fall back to the token path.
+_LITERAL = (
+    r"'(?:[^'\\]++|\\.|'')*+'"
+    r'|"(?:[^"\\]++|\\.|"")*+"'
+    r"|[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?![\w$(])"
+    r"|(?i:NULL|TRUE|FALSE|DEFAULT|CURRENT_TIMESTAMP)(?![\w$(])"
+    r"|[A-Za-z_][\w$]*\s*\((?:[^()'\"]|\([^()'\"]*\))*\)"  # NOW(), DATE(NOW()): read as NULL
+)
+_SIMPLE_ROW = re.compile(rf"\s*\(\s*(?:(?:{_LITERAL})\s*,\s*)*+(?:{_LITERAL})\s*\)", re.DOTALL)
+_ROW_VALUE = re.compile(rf"({_LITERAL})\s*([,)])\s*", re.DOTALL)
 _ESCAPES = {"0": "\0", "b": "\b", "n": "\n", "r": "\r", "t": "\t", "Z": "\x1a"}
 _UNESCAPE = {"'": re.compile(r"\\(.)|''", re.DOTALL), '"': re.compile(r'\\(.)|""', re.DOTALL)}
 
@@ -56,6 +68,7 @@ class TableColumns:
 class SqlProblem:
     line: int
     reason: str
+    stopped: bool = False  # nothing after this point was read
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,32 @@ class _Lexer:
         self._peeked = None
         return token
 
+    def simple_row(self) -> tuple[tuple[SqlValue, ...], int] | None:
+        """The next row tuple, if it is all plain literals: (values, line of its "(")."""
+        if self._peeked is not None:
+            return None
+        while len(self.buf) - self.pos < _BLOCK and self._fill():
+            pass  # have a whole row of ordinary size in the window
+        match = _SIMPLE_ROW.match(self.buf, self.pos)
+        if match is None:
+            return None
+        opening = self.buf.index("(", self.pos)
+        line = self.line + self.buf.count("\n", self.pos, opening)
+        values: list[SqlValue] = []
+        at = opening + 1
+        while True:
+            while self.buf[at].isspace():
+                at += 1
+            value = _ROW_VALUE.match(self.buf, at)
+            assert value is not None  # the whole row matched _SIMPLE_ROW
+            values.append(_literal(value.group(1)))
+            at = value.end()
+            if value.group(2) == ")":
+                break
+        self.line += self.buf.count("\n", self.pos, match.end())
+        self.pos = match.end()
+        return tuple(values), line
+
     def _read(self) -> _Token:
         while True:
             if self.pos >= len(self.buf) and not self._fill():
@@ -155,14 +194,18 @@ def iter_dump(
             elif token.text != ";":
                 _skip_statement(lexer)
         except _Fatal as exc:
-            yield SqlProblem(exc.line, f"{exc.reason}; the rest of the file was not read")
+            yield SqlProblem(
+                exc.line, f"{exc.reason}; the rest of the file was not read", stopped=True
+            )
             return
         except _SyntaxError as exc:
             yield SqlProblem(exc.line, exc.reason)
             try:
                 _skip_statement(lexer)
             except _Fatal as fatal:
-                yield SqlProblem(fatal.line, f"{fatal.reason}; the rest of the file was not read")
+                yield SqlProblem(
+                    fatal.line, f"{fatal.reason}; the rest of the file was not read", stopped=True
+                )
                 return
 
 
@@ -231,18 +274,23 @@ def _insert(lexer: _Lexer, tables: frozenset[str] | None) -> Iterator[Row]:
         _skip_statement(lexer)  # still tokenised, so a ';' inside a string cannot end it early
         return
     while True:
-        start = _expect(lexer, "(", "to open a row of values")
-        values = [_value(lexer)]
-        while True:
-            token = lexer.next()
-            if token.text == ")":
-                break
-            if token.text != ",":
-                raise _SyntaxError(
-                    token.line, f"expected ',' or ')' in a row of {table}, found {_show(token)}"
-                )
-            values.append(_value(lexer))
-        yield Row(table, columns, tuple(values), start.line)
+        simple = lexer.simple_row()
+        if simple is not None:
+            yield Row(table, columns, *simple)
+        else:
+            start = _expect(lexer, "(", "to open a row of values")
+            values = [_value(lexer)]
+            while True:
+                token = lexer.next()
+                if token.text == ")":
+                    break
+                if token.text != ",":
+                    raise _SyntaxError(
+                        token.line,
+                        f"expected ',' or ')' in a row of {table}, found {_show(token)}",
+                    )
+                values.append(_value(lexer))
+            yield Row(table, columns, tuple(values), start.line)
         token = lexer.next()
         if token.text == ",":
             continue
@@ -251,15 +299,21 @@ def _insert(lexer: _Lexer, tables: frozenset[str] | None) -> Iterator[Row]:
         return
 
 
+def _literal(text: str) -> SqlValue:
+    """A string, number or NULL literal as matched by the token or row regexes."""
+    first = text[0]
+    if first in "'\"":
+        return _unquote(text)
+    if first.isdigit() or first in "+-.":
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    keyword = text.upper()
+    return 1 if keyword == "TRUE" else 0 if keyword == "FALSE" else None
+
+
 def _value(lexer: _Lexer) -> SqlValue:
     token = lexer.next()
-    if token.kind == "str":
-        return _unquote(token.text)
-    if token.kind == "num":
-        text = token.text
-        if any(c in text for c in ".eE"):
-            return float(text)
-        return int(text)
+    if token.kind in ("str", "num"):
+        return _literal(token.text)
     if token.kind == "hex":
         digits = token.text[2:-1] if token.text[1] == "'" else token.text[2:]
         if len(digits) % 2:

@@ -9,6 +9,7 @@ JSON in ``loc-books``.
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import json
 import re
@@ -19,7 +20,6 @@ from pathlib import Path
 from ..records import (
     BibRecord,
     Holding,
-    clean_text,
     dedupe,
     normalize_isbn,
     normalize_issn,
@@ -28,6 +28,7 @@ from ..records import (
 from .base import ImportFileError, Outcome, RecordChecker, hashed_rid, rejected
 from .jsonstream import JsonProblem, iter_json
 from .text import (
+    clean,
     normalize_format,
     normalize_language,
     open_text,
@@ -116,8 +117,11 @@ _HOLDING_OF = {
 }
 _LIST_FIELDS = frozenset(("authors", "isbn", "issn", "subjects", "series", "barcode"))
 _NAME_NOISE = re.compile(r"[\s\-./]+")
+_ISBN_SPLIT = re.compile(r"[,/]")
+_ISSN_ONLY = re.compile(r"^\s*\d{4}-?\d{3}[\dXx]\s*$")
 
 
+@functools.lru_cache(maxsize=4096)  # JSON repeats the same few keys in every record
 def field_name(raw: str) -> str:
     """The canonical field a column or key name stands for, or "" if none."""
     key = _NAME_NOISE.sub("_", raw.strip().strip("\ufeff\"'").casefold()).strip("_")
@@ -148,22 +152,23 @@ class _Values:
     def record(self, rid: str) -> BibRecord:
         text = self.text
         lists = self.lists
-        title = clean_text(text.get("title", ""))
-        subtitle = clean_text(text.get("subtitle", ""))
+        title = clean(text.get("title", ""))
+        subtitle = clean(text.get("subtitle", ""))
         if title and subtitle:
             title = f"{title} : {subtitle}"
         isbns: list[str] = []
         issns: list[str] = []
-        for raw in lists.get("isbn", []):
-            isbn = normalize_isbn(raw)
-            if isbn:
-                isbns.append(isbn)
-            elif len(raw) <= 10 and (issn := normalize_issn(raw)):  # SLiMS's isbn_issn column
-                issns.append(issn)
+        for cell in lists.get("isbn", []):
+            for raw in _ISBN_SPLIT.split(cell):  # "0596009305, 9780596009304"
+                isbn = normalize_isbn(raw)
+                if isbn:
+                    isbns.append(isbn)
+                elif _ISSN_ONLY.match(raw) and (issn := normalize_issn(raw)):  # SLiMS's isbn_issn
+                    issns.append(issn)
         issns.extend(i for i in (normalize_issn(raw) for raw in lists.get("issn", [])) if i)
-        call_number = clean_text(text.get("call_number", "") or text.get("classification", ""))
+        call_number = clean(text.get("call_number", "") or text.get("classification", ""))
         holdings = list(self.holdings)
-        location = clean_text(text.get("location", ""))
+        location = clean(text.get("location", ""))
         for barcode in dedupe(lists.get("barcode", [])):
             holdings.append(Holding(call_number=call_number, barcode=barcode, location=location))
         if not holdings and location:
@@ -171,20 +176,20 @@ class _Values:
         return BibRecord(
             rid=rid,
             title=title,
-            authors=dedupe(clean_text(a) for a in lists.get("authors", [])),
+            authors=dedupe(clean(a) for a in lists.get("authors", [])),
             year=parse_year(text.get("year", "")),
             isbn=dedupe(isbns),
             issn=dedupe(issns),
-            subjects=dedupe(clean_text(s) for s in lists.get("subjects", [])),
-            series=dedupe(clean_text(s) for s in lists.get("series", [])),
-            responsibility=clean_text(text.get("responsibility", "")),
-            publisher=clean_text(text.get("publisher", "")),
-            place=clean_text(text.get("place", "")),
-            edition=clean_text(text.get("edition", "")),
+            subjects=dedupe(clean(s) for s in lists.get("subjects", [])),
+            series=dedupe(clean(s) for s in lists.get("series", [])),
+            responsibility=clean(text.get("responsibility", "")),
+            publisher=clean(text.get("publisher", "")),
+            place=clean(text.get("place", "")),
+            edition=clean(text.get("edition", "")),
             language=normalize_language(text.get("language", "")),
             call_number=call_number,
             format=normalize_format(text.get("format", "")),
-            description=clean_text(text.get("description", "")),
+            description=clean(text.get("description", "")),
             holdings=tuple(holdings),
         )
 
@@ -214,7 +219,7 @@ def _holdings(value: object) -> list[Holding]:
             name = _HOLDING_OF.get(_NAME_NOISE.sub("_", str(key).casefold()).strip("_"))
             texts = _strings(raw)
             if name and texts and name not in fields:
-                fields[name] = clean_text(repair_mojibake(strip_controls(texts[0])))
+                fields[name] = clean(repair_mojibake(strip_controls(texts[0])))
         holding = Holding(**fields)
         if holding != Holding():
             holdings.append(holding)
@@ -317,7 +322,7 @@ def read_json(path: Path) -> Iterator[Outcome]:
     with open_text(path) as stream:
         for item in iter_json(stream):
             if isinstance(item, JsonProblem):
-                yield rejected(item.position, item.reason)
+                yield rejected(item.position, item.reason, stopped=item.stopped)
                 continue
             obj = item.value
             if not isinstance(obj, dict):

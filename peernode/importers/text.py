@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import TextIO
 
+from ..records import clean_text
+
 # Each cp1252 character and its byte. MySQL's "latin1" is cp1252 with the five bytes cp1252
 # leaves undefined mapped to the C1 controls, so those map through unchanged.
 _CP1252_CHAR: list[str] = []
@@ -22,19 +24,40 @@ for _byte in range(256):
         _CP1252_CHAR.append(chr(_byte))
 _CP1252_BYTE = {char: byte for byte, char in enumerate(_CP1252_CHAR)}
 
-# UTF-8 lead bytes whose mojibake is repaired: 2-byte sequences (Latin-1 supplement through
-# Arabic), E1 (Vietnamese and other Latin Extended Additional) and E2 (punctuation, currency,
-# letterlike symbols). Other 3-byte leads (CJK, Indic) are skipped: "é’’" is plausible text that
-# happens to be valid cp1252-encoded UTF-8, and a wrong "repair" there would corrupt it.
-_LEADS_2 = range(0xC2, 0xE0)
-_LEADS_3 = (0xE1, 0xE2)
+# UTF-8 lead bytes whose mojibake is repaired: the 2-byte ones and E1/E2 (Vietnamese Latin,
+# punctuation, currency, letterlike symbols). Other 3-byte leads (CJK, Indic) are skipped.
+_LEADS_2 = frozenset(range(0xC2, 0xE0))
+_LEADS_3 = frozenset((0xE1, 0xE2))
+
+# What a repaired character may be. Legitimate text can look like mojibake ("Fuß”" is the
+# cp1252 form of "ߔ", "CAFÉ»" of "ɻ"), so only characters that real catalogue text contains are
+# accepted, and letters of another script only when the same text yields several of them (a
+# Russian title yields dozens; "ESPAÑ”" would yield one).
+_LATIN_RANGES = (
+    (0x00A0, 0x017F),  # Latin-1 supplement, Latin Extended-A
+    (0x01A0, 0x01B4),  # Vietnamese horn letters
+    (0x01CD, 0x01DC),  # pinyin tone letters
+    (0x0218, 0x021B),  # Romanian comma-below letters
+    (0x02B9, 0x02BC),  # modifier primes and apostrophes used in transliteration
+    (0x0300, 0x030C),  # the combining accents decomposed text uses
+    (0x0323, 0x0328),
+    (0x1E00, 0x1EFF),  # Latin Extended Additional (Vietnamese)
+    (0x2000, 0x214F),  # punctuation, currency, letterlike symbols
+)
+_SCRIPT_RANGES = (
+    (0x0370, 0x03FF),  # Greek
+    (0x0400, 0x04FF),  # Cyrillic
+    (0x0590, 0x05FF),  # Hebrew
+    (0x0600, 0x06FF),  # Arabic
+)
 
 
 def repair_mojibake(text: str) -> str:
     """Undo UTF-8 that was decoded as cp1252/latin-1, once or several times over.
 
-    A sequence is replaced only when its cp1252 bytes are one valid UTF-8 character and encoding
-    that character the same wrong way gives back exactly the original sequence.
+    A sequence is replaced only when its cp1252 bytes are one valid UTF-8 character, encoding
+    that character the same wrong way gives back exactly the original sequence, and the
+    character is one catalogue text plausibly contains (see ``_LATIN_RANGES``).
     """
     if text.isascii():
         return text
@@ -47,22 +70,46 @@ def repair_mojibake(text: str) -> str:
 
 
 def _repair_once(text: str) -> str:
-    out: list[str] = []
+    found: list[tuple[int, int, str, int]] = []  # (start, size, character, script or -1)
     i = 0
     n = len(text)
     while i < n:
-        lead = _CP1252_BYTE.get(text[i])
-        if lead is not None and lead >= 0xC2:
-            size = 2 if lead in _LEADS_2 else 3 if lead in _LEADS_3 else 0
-            if size and i + size <= n:
-                decoded = _decode_sequence(text[i : i + size])
-                if decoded is not None:
-                    out.append(decoded)
-                    i += size
-                    continue
-        out.append(text[i])
+        lead = _CP1252_BYTE.get(text[i], 0)
+        size = 2 if lead in _LEADS_2 else 3 if lead in _LEADS_3 else 0
+        decoded = _decode_sequence(text[i : i + size]) if size and i + size <= n else None
+        if decoded is not None:
+            script = _script(decoded)
+            if script is not None:
+                found.append((i, size, decoded, script))
+                i += size
+                continue
         i += 1
+    if not found:
+        return text
+    counts: dict[int, int] = {}
+    for *_, script in found:
+        counts[script] = counts.get(script, 0) + 1
+    out: list[str] = []
+    done = 0
+    for start, size, decoded, script in found:
+        if script >= 0 and counts[script] < 2:
+            continue
+        out.append(text[done:start])
+        out.append(decoded)
+        done = start + size
+    out.append(text[done:])
     return "".join(out)
+
+
+def _script(char: str) -> int | None:
+    """-1 for characters always accepted, the index of a script range, or None to refuse."""
+    code = ord(char)
+    if any(low <= code <= high for low, high in _LATIN_RANGES):
+        return -1
+    for index, (low, high) in enumerate(_SCRIPT_RANGES):
+        if low <= code <= high:
+            return index
+    return None
 
 
 def _decode_sequence(seq: str) -> str | None:
@@ -78,11 +125,22 @@ def _decode_sequence(seq: str) -> str | None:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if len(decoded) != 1 or "\x80" <= decoded <= "\x9f":
+    if len(decoded) != 1:
         return None
     # The round trip: the repaired character, mis-decoded again, must be exactly what we saw.
     again = "".join(_CP1252_CHAR[b] for b in decoded.encode("utf-8"))
     return decoded if again == seq else None
+
+
+_ISBD_END = re.compile(r"(?:\s+[:;/=]|,)\s*$")
+
+
+def clean(text: str) -> str:
+    """:func:`clean_text` after dropping the ISBD mark that introduced the next element.
+
+    Dropping " :" first lets clean_text see an abbreviation's own full stop ("N.Y. :").
+    """
+    return clean_text(_ISBD_END.sub("", text)) if text else ""
 
 
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
