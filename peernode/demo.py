@@ -29,11 +29,11 @@ class DemoNode:
     slug: str
     files: list[Path]
     port: int
-    proc: subprocess.Popen[bytes] | None = None
+    base: Path = ROOT / "demo-data"
 
     @property
     def home(self) -> Path:
-        return ROOT / "demo-data" / self.slug
+        return self.base / self.slug
 
     @property
     def address(self) -> str:
@@ -82,19 +82,24 @@ def nodes() -> list[DemoNode]:
     ]
 
 
-def _records(node: DemoNode) -> int:
-    return int(json.loads(node.cli("status", "--json"))["records"])
+def _records(node: DemoNode, field: str = "records") -> int:
+    return int(json.loads(node.cli("status", "--json"))[field])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m peernode.demo", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit once every node converged")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait to converge")
+    parser.add_argument(
+        "--dir", type=Path, default=ROOT / "demo-data", help="where the three nodes live"
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"the demo needs the shared data at {DATA}")
     demo = nodes()
-    shutil.rmtree(ROOT / "demo-data", ignore_errors=True)
+    for node in demo:
+        node.base = args.dir.resolve()
+    shutil.rmtree(args.dir, ignore_errors=True)
     for node in demo:
         node.cli("init", "--name", node.name, "--listen", node.address)
         for file in node.files:
@@ -107,19 +112,19 @@ def main() -> None:
     try:
         for node in demo:
             log = open(node.home / "daemon.log", "ab")  # noqa: SIM115 - the daemon writes it
-            node.proc = subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "peernode", "--home", str(node.home), "run"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
-            procs.append(node.proc)
+            procs.append(proc)
         time.sleep(1.0)
         for inviter, joiner in ((0, 1), (0, 2), (1, 2)):
             code = demo[inviter].cli("peer", "invite").strip().splitlines()[-1]
             demo[joiner].cli("peer", "join", code)
-        total = sum(_records(n) for n in demo)  # each holds only its own records so far
+        total = sum(_records(n, "own_records") for n in demo)
         started = time.monotonic()
         while time.monotonic() - started < args.timeout:
             if all(_records(n) == total for n in demo):
@@ -140,7 +145,7 @@ def main() -> None:
         try:
             while all(p.poll() is None for p in procs):
                 time.sleep(1)
-            print("A daemon stopped; see demo-data/*/daemon.log", file=sys.stderr)
+            print(f"A daemon stopped; see {args.dir}/*/daemon.log", file=sys.stderr)
         except KeyboardInterrupt:
             print("\nStopping.")
     finally:
