@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -21,7 +21,7 @@ from protocol import DEFAULT_LIMITS, Entry, Head, LogKey, RemoteProtocolError, s
 
 from .home import Home
 from .peers import peer_keys
-from .store import ApplyResult, Store, now_ms
+from .store import ApplyResult, ForkDetected, Store, now_ms
 from .sync import SyncConnection
 
 log = logging.getLogger("peernode.node")
@@ -48,6 +48,12 @@ class Node:
         self.heads: dict[LogKey, Head] = self._executor.submit(self.store.heads).result()
         self._dialers: dict[bytes, asyncio.Task[None]] = {}
         self._data_version = -1
+        # Which connection is fetching each log: one at a time, so no entry arrives twice.
+        self.claims: dict[LogKey, SyncConnection] = {}
+        self.frozen: set[LogKey] = {
+            LogKey(a, log) for a, log in self.store.conn.execute("SELECT author, log FROM forks")
+        }
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -65,6 +71,26 @@ class Node:
         """Whose logs we replicate: our own and our peers'. (Membership widens this later.)"""
         return author == self.public_key or author in self.peers
 
+    # --- one fetcher per log -------------------------------------------------------------------
+
+    def claim(self, conn: SyncConnection, key: LogKey) -> bool:
+        if key in self.frozen:
+            return False  # a forked log stays at the fork; nothing more is fetched
+        owner = self.claims.setdefault(key, conn)
+        return owner is conn
+
+    def release(self, conn: SyncConnection, key: LogKey) -> None:
+        if self.claims.get(key) is conn:
+            del self.claims[key]
+            for other in self.connections.values():
+                if other is not conn:
+                    self._spawn(other.pump())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     # --- connections ---------------------------------------------------------------------------
 
     def register(self, conn: SyncConnection) -> bool:
@@ -76,9 +102,9 @@ class Node:
             if _dialer(self, conn) >= _dialer(self, existing):
                 return False
             existing.close_reason = "duplicate connection"
-            asyncio.get_running_loop().create_task(existing.close("duplicate connection"))
+            self._spawn(existing.close("duplicate connection"))
         self.connections[conn.peer_key] = conn
-        asyncio.get_running_loop().create_task(self._mark_seen(conn.peer_key))
+        self._spawn(self._mark_seen(conn.peer_key))
         return True
 
     def unregister(self, conn: SyncConnection) -> None:
@@ -91,6 +117,9 @@ class Node:
 
     async def apply(self, key: LogKey, entries: Sequence[Entry]) -> ApplyResult:
         result = await self.call(self.store.apply, key, entries)
+        if isinstance(result.error, ForkDetected):
+            self.frozen.add(key)
+            log.error("FORK: %s", result.error)
         if result.applied and result.head is not None:
             await self._broadcast({key: result.head})
         return result
@@ -140,6 +169,8 @@ class Node:
                 self._data_version = version
                 self.peers = await self.call(peer_keys, self.store.conn)
                 await self._broadcast(await self.call(self.store.heads))
+                for conn in list(self.connections.values()):
+                    await conn.pump()  # whom we trust may have changed
                 await self.start_dialers()
             await asyncio.sleep(WATCH_SECONDS)
 
@@ -191,9 +222,10 @@ class Node:
         await self.call(write)
 
     async def stop(self) -> None:
-        for task in self._dialers.values():
+        tasks = [*self._dialers.values(), *self._tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._dialers.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for conn in list(self.all_connections):
             if not conn.ws.closed:
                 await conn.ws.close()

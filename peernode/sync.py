@@ -82,6 +82,8 @@ class SyncConnection:
             trusted=node.trusts,
             now=now_ms(),
             limits=node.limits,
+            claim=lambda key: node.claim(self, key),
+            release=lambda key: node.release(self, key),
         )
         tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._server())]
         try:
@@ -121,12 +123,15 @@ class SyncConnection:
                 case Apply(key, entries):
                     result = await self.node.apply(key, entries)
                     assert self.rep is not None
+                    if result.applied or result.error is None:
+                        # Acknowledge what was stored even when a later entry failed, so the
+                        # replicator's head (and any probe) starts from the truth.
+                        await self.perform(self.rep.applied(key, result.head))
                     if result.error is not None:
                         await self.perform(self.rep.rejected(key, result.error))
-                    else:
-                        await self.perform(self.rep.applied(key, result.head))
                 case Reject(error, key):
-                    await self.node.note_rejection(self.peer_key or self.expected_peer, error)
+                    said = self.rep.session.peer_key if self.rep is not None else None
+                    await self.node.note_rejection(self.peer_key or said, error)
                 case Ready(peer_key, peer_name):
                     self.peer_key = peer_key
                     if not self.node.register(self):
@@ -141,6 +146,10 @@ class SyncConnection:
     async def local_changed(self, heads: dict[LogKey, Head]) -> None:
         if self.rep is not None and not self._closing:
             await self.perform(self.rep.local_changed(heads))
+
+    async def pump(self) -> None:
+        if self.rep is not None and not self._closing:
+            await self.perform(self.rep.pump())
 
     async def close(self, reason: str) -> None:
         if self.rep is not None:

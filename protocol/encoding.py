@@ -55,6 +55,7 @@ def unpack(data: bytes, *, what: str, limits: Limits = DEFAULT_LIMITS, max_bytes
             ),
             max_map_len=limits.max_map_items,
             max_ext_len=0,
+            ext_hook=_no_ext,  # max_ext_len=0 still lets an empty ext through
         )
     except msgpack.ExtraData as exc:
         raise DecodeError(f"{what} has {len(exc.extra)} trailing bytes after the value") from None
@@ -71,6 +72,10 @@ def unpack(data: bytes, *, what: str, limits: Limits = DEFAULT_LIMITS, max_bytes
         raise DecodeError(f"{what} is not valid msgpack: {exc}") from None
     _check_depth(value, limits.max_depth, what)
     return value
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"extension type {code} is not part of the encoding")
 
 
 def _check_depth(value: Any, max_depth: int, what: str) -> None:

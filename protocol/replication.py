@@ -6,12 +6,15 @@ carries out the actions it returns: ``Send`` bytes, ``Serve`` a range of stored 
 authority on what it holds: after applying, the node reports the new head with ``applied``.
 
 Policy: on the peer's frontier, request every trusted log where it is ahead of us, at most
-``max_inflight`` logs at a time, one request per log. A request starts at our own head, not after
-it: the peer's entry there either matches ours or, with ours, proves a fork. A log whose head has
-our sequence but another hash is requested at that one sequence, for the same reason. A request
-that makes no progress for ``request_timeout_ms`` is sent again from our current head (the link
-may have lost entries). A log whose entries fail verification is not asked of this peer again in
-this session. Frontiers go out in messages of at most ``FRONTIER_CHUNK`` heads.
+``max_inflight`` logs at a time, one request per log. A request that makes no progress for
+``request_timeout_ms`` is sent again from our current head (the link may have lost entries).
+A log whose entries fail verification is not asked of this peer again in this session.
+Frontiers go out in messages of at most ``FRONTIER_CHUNK`` heads.
+
+Forks: when the peer's next entry does not chain onto our head (the store reports a ChainError),
+or the peer announces our head's sequence with another hash, we *probe*: request the peer's entry
+at our head. If it differs from ours the store finds the CONFLICT and proves the fork; if it is
+ours, the peer's chain is what is broken, and the original error stands.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from dataclasses import dataclass, field
 
 from .chains import Head, LogKey
 from .entries import Entry, decode_entry
-from .errors import DecodeError, ProtocolError, RemoteProtocolError, UntrustedAuthor
+from .errors import (
+    AuthenticationError,
+    ChainError,
+    DecodeError,
+    ProtocolError,
+    RemoteProtocolError,
+    UntrustedAuthor,
+)
 from .identity import short_id
 from .limits import DEFAULT_LIMITS, Limits
 from .messages import Ack, Auth, Close, Entries, Frontier, Hello, Request, encode_message
@@ -105,9 +115,16 @@ class Replicator:
     request_timeout_ms: int = 30_000
     max_inflight: int = 8
     max_batch_bytes: int = 2 * 1024 * 1024
+    block_retry_ms: int = 60_000
+    # The node grants each log to one session at a time (see the module docstring).
+    claim: Callable[[LogKey], bool] = field(default=lambda key: True)
+    release: Callable[[LogKey], None] = field(default=lambda key: None)
     theirs: dict[LogKey, Head] = field(default_factory=dict)
     inflight: dict[LogKey, _Inflight] = field(default_factory=dict)
-    blocked: set[LogKey] = field(default_factory=set)
+    # Logs this peer sent something invalid for, and when to try them again: a faulty link
+    # heals, and a hostile peer costs one bad batch per block_retry_ms.
+    blocked: dict[LogKey, int] = field(default_factory=dict)
+    probes: dict[LogKey, RemoteProtocolError] = field(default_factory=dict)
     stats: Stats = field(default_factory=Stats)
 
     def __post_init__(self) -> None:
@@ -135,7 +152,7 @@ class Replicator:
         try:
             msg = self.session.receive(data)
         except RemoteProtocolError as exc:
-            return [Reject(exc, None), *self._close(f"{type(exc).__name__}: {exc}")]
+            return [Reject(exc, None), *self._close(f"{exc.reason}: {exc}")]
         match msg:
             case Hello():
                 return self._on_hello()
@@ -174,14 +191,9 @@ class Replicator:
         out: list[Action] = []
         flight = self.inflight.get(key)
         held = self.local[key].seq if key in self.local else 0
-        if flight is not None:
+        if flight is not None and key not in self.probes:  # a probe ends in _on_entries
             if held >= flight.last:
-                del self.inflight[key]
-                theirs = self.theirs.get(key)
-                if theirs is not None and theirs.seq == held:
-                    # Answered in full: the peer holds our head (a mismatched hash in its
-                    # frontier would have come back as a fork), so do not ask again.
-                    self.theirs[key] = self.local[key]
+                self._done(key)
             elif held > before:
                 # Only progress postpones a re-request: duplicates and out-of-order entries
                 # (a lossy link) must not keep a stalled request alive forever.
@@ -192,9 +204,18 @@ class Replicator:
 
     def rejected(self, key: LogKey, error: RemoteProtocolError) -> list[Action]:
         """The store refused entries of ``key`` from this peer (a broken chain, a fork)."""
-        self.blocked.add(key)
-        self.inflight.pop(key, None)
-        return [Reject(error, key), *self._pump()]
+        if (
+            isinstance(error, ChainError)
+            and error.reason == "chain"
+            and key in self.local
+            and key not in self.probes
+            and not self._blocked(key)
+            and self.ready
+        ):
+            # An entry that does not chain onto our head is how a fork at our head looks from
+            # here: the peer's entry at our head tells which it is.
+            return self._probe(key, error)
+        return self._block(key, error)
 
     def local_changed(self, heads: Mapping[LogKey, Head]) -> list[Action]:
         """Our store advanced these logs (own writes, or entries from other peers)."""
@@ -210,9 +231,16 @@ class Replicator:
         if update and self.ready:
             out.extend(self._frontier_messages(sorted(update), at_least_one=False))
         for key in list(self.inflight):
+            if key in self.probes:
+                continue
             if key in self.local and self.local[key].seq >= self.inflight[key].last:
-                del self.inflight[key]
+                self._done(key)
         return out + self._pump()
+
+    def pump(self) -> list[Action]:
+        """Ask for whatever is still missing: the node calls this when another session
+        released a log, or when whom we trust changed."""
+        return self._pump()
 
     def entries_messages(self, key: LogKey, raws: Iterable[bytes]) -> list[Action]:
         """Wrap stored entries into Entries messages within the message size bound."""
@@ -241,9 +269,16 @@ class Replicator:
         if not self.ready and now >= self._handshake_deadline:
             return self._close("handshake timed out")
         out: list[Action] = []
+        if any(until <= now for until in self.blocked.values()):
+            out.extend(self._pump())  # retry logs whose block has run out
         for key, flight in list(self.inflight.items()):
             if now >= flight.deadline:
-                flight.first, flight.tries = self._first(key), flight.tries + 1
+                probe = self.probes.get(key)
+                if probe is not None:  # the peer does not show its entry at our head
+                    out.extend(self._block(key, probe))
+                    continue
+                held = self.local[key].seq if key in self.local else 0
+                flight.first, flight.tries = held + 1, flight.tries + 1
                 flight.deadline = now + self.request_timeout_ms
                 self.stats.requests_resent += 1
                 out.append(self._send(self.session.send(Request(key, flight.first, flight.last))))
@@ -257,37 +292,46 @@ class Replicator:
     def _on_hello(self) -> list[Action]:
         peer_key = msg_peer_key(self.session)
         if not self.accept_peer(peer_key):
-            return self._close(f"{short_id(peer_key)} is not a peer of this node")
+            error = AuthenticationError(f"{short_id(peer_key)} is not a peer of this node")
+            return [Reject(error, None), *self._close(str(error))]
         return [self._send(self.session.auth())]
 
     def _on_entries(self, key: LogKey, raws: tuple[bytes, ...]) -> list[Action]:
-        if key in self.blocked:
+        if self._blocked(key):
             return []
         if not self.trusted(key.author):
-            self.blocked.add(key)
+            self.blocked[key] = self.now + self.block_retry_ms
             error = UntrustedAuthor(
                 f"{self.peer} sent entries of {short_id(key.author)}, not followed here"
             )
             return [Reject(error, key)]
         good: list[Entry] = []
-        out: list[Action] = []
+        failure: RemoteProtocolError | None = None
         for index, raw in enumerate(raws):
             try:
                 entry = decode_entry(raw, now_ms=self.now, limits=self.limits)
                 if (entry.author, entry.log) != (key.author, key.log):
                     raise DecodeError(f"{entry.where} arrived in a message for log {key.log}")
             except RemoteProtocolError as exc:
-                self.blocked.add(key)
-                self.inflight.pop(key, None)
                 # Name the log and position: an undecodable entry cannot name itself.
                 where = f"{short_id(key.author)}/{key.log} entry {index + 1} of {len(raws)}"
-                named = type(exc)(f"{self.peer} sent {where}: {exc}", reason=exc.reason)
-                out.append(Reject(named, key))
+                failure = type(exc)(f"{self.peer} sent {where}: {exc}", reason=exc.reason)
                 break
             good.append(entry)
         self.stats.entries_received += len(good)
-        if good:
-            out.insert(0, Apply(key, tuple(good)))
+        probe, local = self.probes.get(key), self.local.get(key)
+        if (
+            probe is not None
+            and local is not None
+            and any(e.seq == local.seq and e.hash == local.hash for e in good)
+        ):
+            return self._block(key, probe)  # the same entry at our head: no fork, a bad chain
+        out: list[Action] = [Apply(key, tuple(good))] if good else []
+        if failure is not None:
+            self.probes.pop(key, None)
+            self.blocked[key] = self.now + self.block_retry_ms
+            self._done(key)
+            out.append(Reject(failure, key))
         return out
 
     def _pump(self) -> list[Action]:
@@ -298,21 +342,55 @@ class Replicator:
         for key, head in self.theirs.items():
             if len(self.inflight) >= self.max_inflight:
                 break
-            if key in self.inflight or key in self.blocked or not self.trusted(key.author):
+            if key in self.inflight or self._blocked(key) or not self.trusted(key.author):
                 continue
             local = self.local.get(key)
             held = local.seq if local is not None else 0
-            if head.seq > held or (local is not None and head.seq == held and head != local):
-                first, last = self._first(key), head.seq
-                self.inflight[key] = _Inflight(first, last, self.now + self.request_timeout_ms)
-                self.stats.requests_sent += 1
-                out.append(self._send(self.session.send(Request(key, first, last))))
+            if head.seq > held:
+                if self._start(key, held + 1, head.seq):
+                    out.append(self._send(self.session.send(Request(key, held + 1, head.seq))))
+            elif local is not None and head.seq == held and head.hash != local.hash:
+                where = f"{short_id(key.author)}/{key.log}#{held}"
+                error = ChainError(f"{self.peer} announced {where} with another hash than ours")
+                out.extend(self._probe(key, error))
         return out
 
-    def _first(self, key: LogKey) -> int:
-        """Where a request starts: at our head (overlap by one entry), or at 1."""
-        local = self.local.get(key)
-        return local.seq if local is not None else 1
+    def _probe(self, key: LogKey, error: RemoteProtocolError) -> list[Action]:
+        """Ask for the peer's entry at our head; ``error`` stands if it turns out to be ours."""
+        held = self.local[key].seq
+        if key not in self.inflight and not self._start(key, held, held):
+            return []  # another session holds this log; its own checks will find the fork
+        self.probes[key] = error
+        self.inflight[key] = _Inflight(held, held, self.now + self.request_timeout_ms)
+        return [self._send(self.session.send(Request(key, held, held)))]
+
+    def _block(self, key: LogKey, error: RemoteProtocolError) -> list[Action]:
+        """Report ``error`` and leave ``key`` alone with this peer for ``block_retry_ms``."""
+        self.probes.pop(key, None)
+        self.blocked[key] = self.now + self.block_retry_ms
+        self._done(key)
+        return [Reject(error, key), *self._pump()]
+
+    def _blocked(self, key: LogKey) -> bool:
+        until = self.blocked.get(key)
+        if until is None:
+            return False
+        if until <= self.now:
+            del self.blocked[key]
+            return False
+        return True
+
+    def _start(self, key: LogKey, first: int, last: int) -> bool:
+        """Put a request for ``key`` in flight, if the node grants us the log."""
+        if not self.claim(key):
+            return False
+        self.inflight[key] = _Inflight(first, last, self.now + self.request_timeout_ms)
+        self.stats.requests_sent += 1
+        return True
+
+    def _done(self, key: LogKey) -> None:
+        if self.inflight.pop(key, None) is not None:
+            self.release(key)
 
     def _frontier_messages(
         self, heads: list[tuple[LogKey, Head]], *, at_least_one: bool
@@ -327,6 +405,8 @@ class Replicator:
         return Send(data)
 
     def _close(self, reason: str) -> list[Action]:
+        for key in list(self.inflight):
+            self._done(key)
         out: list[Action] = []
         try:
             data = self.session.close(reason)

@@ -16,8 +16,9 @@ from .nodes import BOOKS
 
 @pytest.fixture
 def home(tmp_path: Path) -> Home:
-    return init_home(tmp_path / "node", name="Perpustakaan Uji", isil="", contact="",
-                     listen="127.0.0.1:1")
+    return init_home(
+        tmp_path / "node", name="Perpustakaan Uji", isil="", contact="", listen="127.0.0.1:1"
+    )
 
 
 def write(path: Path, records: list[dict[str, object]]) -> Path:
@@ -71,4 +72,6 @@ def test_unreadable_file_publishes_nothing(home: Home, tmp_path: Path) -> None:
     store = home.open_store()
     with pytest.raises(ImportFileError, match="missing.json"):
         import_catalog(store, home.key, tmp_path / "missing.json")
-    assert store.conn.execute("SELECT count(*) FROM entries WHERE log = 'catalog'").fetchone()[0] == 0
+    assert (
+        store.conn.execute("SELECT count(*) FROM entries WHERE log = 'catalog'").fetchone()[0] == 0
+    )

@@ -49,6 +49,7 @@ ENTRY = sign_entry(
     kind="profile",
     body={"name": "A"},
 )
+HELLO_A = encode_message(Hello(PROTOCOL_VERSION, PUB_A, NONCE_A, "A"))
 OPEN_STATES = [State.START, State.GREETED, State.AUTHENTICATED, State.SYNCING]
 MESSAGE_TYPES: list[type[Any]] = [Hello, Auth, Frontier, Request, Entries, Ack, Close]
 
@@ -98,7 +99,7 @@ ROWS = sorted(TRANSITIONS.items(), key=lambda row: (row[0][0].value, row[0][1]._
 
 
 def test_the_table_is_the_documented_one() -> None:
-    expected = {
+    expected: dict[tuple[State, type[Any]], State] = {
         (State.START, Hello): State.GREETED,
         (State.GREETED, Auth): State.AUTHENTICATED,
         (State.AUTHENTICATED, Frontier): State.SYNCING,
@@ -171,6 +172,15 @@ def test_auth_is_sent_only_after_the_peers_hello() -> None:
     with pytest.raises(LocalProtocolError, match="hello"):
         a.send(Auth(bytes(64)))
     assert a.our_state is State.GREETED
+
+
+def test_auth_is_not_sent_to_a_peer_that_never_said_hello() -> None:
+    a, _ = pair()
+    a.hello()
+    with pytest.raises(DecodeError):
+        a.receive(b"\xc1")  # the peer's state is now CLOSED, not START: still no nonce to sign
+    with pytest.raises(LocalProtocolError, match="hello"):
+        a.send(Auth(bytes(64)))
 
 
 def test_auth_is_accepted_only_after_our_hello() -> None:
@@ -329,7 +339,15 @@ def test_close_reason_is_truncated() -> None:
 
 @pytest.mark.parametrize(
     ("data", "error"),
-    [(b"\xc1", DecodeError), (encode_message(Close("x"))[:-1], DecodeError), (b"\x91\x08", None)],
+    [
+        (b"\xc1", DecodeError),
+        (encode_message(Close("x"))[:-1], DecodeError),
+        (b"\x91\x08", None),
+        (b"\x95\xc3" + HELLO_A[2:], DecodeError),  # a Hello with true for its type code 1
+        (b"\x92\x07\xa1x\x00", DecodeError),  # trailing byte
+        (b"\x91\xcb" + bytes(8), DecodeError),  # a float type code
+    ],
+    ids=["c1", "truncated", "unknown-type", "true-as-code", "trailing-byte", "float-code"],
 )
 def test_garbage_closes_the_session(data: bytes, error: type[Exception] | None) -> None:
     _, b = pair()
