@@ -18,8 +18,8 @@ demo: install
 	$(BIN)/python -m peernode.demo
 
 lint: install
-	$(BIN)/ruff check protocol peernode tests bench tools
-	$(BIN)/ruff format --check protocol peernode tests bench tools
+	$(BIN)/ruff check protocol peernode tests bench tools fuzz
+	$(BIN)/ruff format --check protocol peernode tests bench tools fuzz
 	$(BIN)/mypy
 
 test: lint

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-BOOKS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "loc-books" / "books.json"
+BOOKS = (
+    Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "loc-books" / "books.json"
+)
 
 _ID_PATTERNS = [
     "Pengantar {s}",
@@ -25,8 +27,16 @@ _ID_PATTERNS = [
     "Kajian {s} di Nusantara",
 ]
 _ID_AUTHORS = [
-    "Sutrisno, Budi", "Rahmawati, Siti", "Hasibuan, Malayu", "Wijaya, Andi", "Nasution, Harun",
-    "Kartika, Dewi", "Siregar, Togar", "Pratama, Yoga", "Lestari, Sri", "Suharto, Bambang",
+    "Sutrisno, Budi",
+    "Rahmawati, Siti",
+    "Hasibuan, Malayu",
+    "Wijaya, Andi",
+    "Nasution, Harun",
+    "Kartika, Dewi",
+    "Siregar, Togar",
+    "Pratama, Yoga",
+    "Lestari, Sri",
+    "Suharto, Bambang",
 ]
 _ID_PUBLISHERS = ["Gramedia", "Balai Pustaka", "Pustaka Jaya", "Erlangga", "Mizan", "Kanisius"]
 

@@ -79,8 +79,10 @@ def raw_sqlite(path: Path, rows: list[tuple[object, ...]], with_fts: bool) -> Fi
     conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
-    label = "raw SQLite executemany, same rows + FTS5 index" if with_fts else (
-        "raw SQLite executemany, same rows, no index"
+    label = (
+        "raw SQLite executemany, same rows + FTS5 index"
+        if with_fts
+        else ("raw SQLite executemany, same rows, no index")
     )
     return Figure(label, elapsed, len(rows))
 
@@ -88,7 +90,10 @@ def raw_sqlite(path: Path, rows: list[tuple[object, ...]], with_fts: bool) -> Fi
 def cli(home: Path, *args: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "peernode", "--home", str(home), *args],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     if result.returncode != 0:
         sys.exit(f"peernode {' '.join(args)} failed: {result.stderr}")
@@ -107,7 +112,9 @@ def replicate(a: Path, b: Path, records: int, timeout: float) -> Figure:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "peernode", "--home", str(home), "run"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         for home in (a, b)
@@ -121,8 +128,11 @@ def replicate(a: Path, b: Path, records: int, timeout: float) -> Figure:
             if time.perf_counter() - started > timeout:
                 sys.exit(f"replication did not finish in {timeout} s ({count(b)} of {records})")
             time.sleep(0.05)
-        return Figure("peernode A→B replication (two daemons, loopback)",
-                      time.perf_counter() - started, records)
+        return Figure(
+            "peernode A→B replication (two daemons, loopback)",
+            time.perf_counter() - started,
+            records,
+        )
     finally:
         for proc in procs:
             proc.terminate()
@@ -144,25 +154,29 @@ def run(records: int) -> tuple[list[Figure], Path]:
     ]
     plain = raw_sqlite(WORK / "nodes" / "raw-plain.db", rows, with_fts=False)
     fts = raw_sqlite(WORK / "nodes" / "raw-fts.db", rows, with_fts=True)
-    a = init_home(WORK / "nodes" / "a", name="Bench A", isil="", contact="",
-                  listen="127.0.0.1:18471")
+    a = init_home(
+        WORK / "nodes" / "a", name="Bench A", isil="", contact="", listen="127.0.0.1:18471"
+    )
     init_home(WORK / "nodes" / "b", name="Bench B", isil="", contact="", listen="127.0.0.1:18472")
     store = a.open_store()
     started = time.perf_counter()
     summary = import_catalog(store, a.key, data, "json")
-    imported = Figure("peernode catalog import (parse, sign, store, index)",
-                      time.perf_counter() - started, summary.added)
+    imported = Figure(
+        "peernode catalog import (parse, sign, store, index)",
+        time.perf_counter() - started,
+        summary.added,
+    )
     store.conn.close()
     replicated = replicate(WORK / "nodes" / "a", WORK / "nodes" / "b", records, timeout=600)
     return [plain, fts, imported, replicated], data
 
 
 def report(figures: list[Figure], records: int, command: str) -> str:
-    plain, fts, imported, replicated = figures
+    plain, fts = figures[0], figures[1]
     lines = [
         "# Benchmarks",
         "",
-        "<!-- Written by `make bench` (bench/run.py); figures from one run, baselines included. -->",
+        "<!-- Written by `make bench` (bench/run.py): one run, baselines included. -->",
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine()}  ",

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -9,8 +9,8 @@ from .nodes import NodeProc
 
 
 @pytest.fixture
-def make_node(tmp_path: Path) -> Iterator[type[NodeProc]]:
-    """Create nodes in this test's temporary directory; every daemon is stopped afterwards."""
+def make_node(tmp_path: Path) -> Iterator[Callable[[str], NodeProc]]:
+    """Create initialised nodes in this test's temporary directory; daemons stop afterwards."""
     created: list[NodeProc] = []
 
     def factory(name: str) -> NodeProc:
@@ -18,6 +18,6 @@ def make_node(tmp_path: Path) -> Iterator[type[NodeProc]]:
         created.append(node)
         return node.init()
 
-    yield factory  # type: ignore[misc]
+    yield factory
     for node in created:
         node.stop()

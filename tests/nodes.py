@@ -58,8 +58,9 @@ class NodeProc:
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         if check and result.returncode != 0:
+            command = " ".join(args)
             raise AssertionError(
-                f"peernode {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+                f"peernode {command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
             )
         return result
 

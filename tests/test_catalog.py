@@ -70,7 +70,7 @@ def test_a_truncated_file_deletes_nothing(home: Home, tmp_path: Path) -> None:
 
 def test_unreadable_file_publishes_nothing(home: Home, tmp_path: Path) -> None:
     store = home.open_store()
-    with pytest.raises(ImportFileError, match="missing.json"):
+    with pytest.raises(ImportFileError, match=r"missing\.json"):
         import_catalog(store, home.key, tmp_path / "missing.json")
     assert (
         store.conn.execute("SELECT count(*) FROM entries WHERE log = 'catalog'").fetchone()[0] == 0

@@ -44,7 +44,9 @@ def test_commands_without_a_node_say_how_to_make_one(tmp_path: Path) -> None:
 def test_world_readable_key_is_refused(make_node: MakeNode) -> None:
     node = make_node("Library A")
     (node.home / "node.key").chmod(0o644)
-    result = node.cli("catalog", "import", str(SHARED_DATA / "slims" / "sampledata.sql"), check=False)
+    result = node.cli(
+        "catalog", "import", str(SHARED_DATA / "slims" / "sampledata.sql"), check=False
+    )
     assert result.returncode == 1 and "chmod 600" in result.stderr
 
 

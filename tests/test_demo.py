@@ -16,7 +16,10 @@ pytestmark = pytest.mark.slow
 def test_demo_converges_and_prints_addresses(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "peernode.demo", "--check", "--dir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("http://127.0.0.1:") == 3

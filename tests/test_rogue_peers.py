@@ -65,14 +65,26 @@ async def test_relayed_entries_of_a_non_member_and_forgeries_are_rejected(
     x_key = load_key(x.home)
     outsider = Ed25519PrivateKey.generate()
     foreign = sign_entry(
-        outsider, log="catalog", seq=1, prev=None, timestamp=1, kind=CATALOG,
+        outsider,
+        log="catalog",
+        seq=1,
+        prev=None,
+        timestamp=1,
+        kind=CATALOG,
         body={"ops": [["put", "1", {"title": "Buku gelap"}]]},
     )
     a_key = public_bytes(load_key(a.home))
     # A forgery: an entry that claims to be A's, signed by X.
     forged = bytearray(
-        sign_entry(x_key, log="catalog", seq=1, prev=None, timestamp=1, kind=CATALOG,
-                   body={"ops": [["put", "9", {"title": "Palsu"}]]}).raw
+        sign_entry(
+            x_key,
+            log="catalog",
+            seq=1,
+            prev=None,
+            timestamp=1,
+            kind=CATALOG,
+            body={"ops": [["put", "9", {"title": "Palsu"}]]},
+        ).raw
     )
     forged = forged.replace(public_bytes(x_key), a_key)
     session = Session(x_key, os.urandom(32), "Library X")
@@ -84,7 +96,8 @@ async def test_relayed_entries_of_a_non_member_and_forgeries_are_rejected(
         await ws.send_bytes(session.send(Entries(LogKey(a_key, "catalog"), (bytes(forged),))))
         wait_for(
             lambda: {"untrusted", "signature"} <= set(a.status()["rejected_by_reason"]),
-            15, "A to reject both",
+            15,
+            "A to reject both",
         )
     assert a.search("gelap") == [] and a.search("palsu") == []
     log = a.log()
