@@ -16,10 +16,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import CATALOG
-from protocol.encoding import pack
 
 from .importers import Imported, Rejected, read_catalog
-from .records import wire_digest
+from .records import encode_record, record_digest
 from .store import Store
 
 CATALOG_LOG = "catalog"
@@ -74,7 +73,7 @@ def import_catalog(
     known = store.own_digests()
     seen: set[str] = set()
 
-    def operations() -> Iterator[list[Any]]:
+    def operations() -> Iterator[tuple[list[Any], int]]:
         for item in read_catalog(path, fmt):
             if progress is not None:
                 progress(1)
@@ -85,23 +84,23 @@ def import_catalog(
             record = item.record
             seen.add(record.rid)
             wire = record.to_wire()
-            digest = wire_digest(record.rid, wire)
+            blob = encode_record(record.rid, wire)
             previous = known.get(record.rid)
-            if previous is not None and previous[0] == digest:
+            if previous is not None and previous[0] == record_digest(blob):
                 summary.unchanged += 1
                 continue
             if previous is None:
                 summary.added += 1
             else:
                 summary.changed += 1
-            yield ["put", record.rid, wire]
+            yield ["put", record.rid, wire], len(blob)
         if any(r.stopped for r in summary.rejected):
             summary.deletions_skipped = True
             return
         for rid, (_, rid_source) in known.items():
             if rid_source == source and rid not in seen:
                 summary.deleted += 1
-                yield ["del", rid]
+                yield ["del", rid], len(rid) + 8
 
     for batch in batches(operations()):
         store.append(key, CATALOG_LOG, CATALOG, {"ops": batch}, source=source)
@@ -109,12 +108,12 @@ def import_catalog(
     return summary
 
 
-def batches(ops: Iterable[list[Any]]) -> Iterator[list[list[Any]]]:
-    """Cut operations into batches of at most BATCH_OPS operations and about BATCH_BYTES."""
+def batches(ops: Iterable[tuple[list[Any], int]]) -> Iterator[list[list[Any]]]:
+    """Cut (operation, encoded size) pairs into batches of at most BATCH_OPS operations and
+    about BATCH_BYTES."""
     batch: list[list[Any]] = []
     size = 0
-    for op in ops:
-        op_size = len(pack(op))
+    for op, op_size in ops:
         if batch and (len(batch) >= BATCH_OPS or size + op_size > BATCH_BYTES):
             yield batch
             batch, size = [], 0

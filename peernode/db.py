@@ -37,6 +37,7 @@ def _v1(db: sqlite_utils.Database) -> None:
             author BLOB NOT NULL, rid TEXT NOT NULL,
             title TEXT NOT NULL, authors TEXT NOT NULL, subjects TEXT NOT NULL,
             publisher TEXT NOT NULL, isbn TEXT NOT NULL, year INTEGER,
+            -- data: canonical msgpack [rid, record map]; digest: its sha256
             data BLOB NOT NULL, digest BLOB NOT NULL, match_key TEXT NOT NULL,
             source TEXT, seq INTEGER NOT NULL,
             UNIQUE (author, rid)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import msgpack
 
 from protocol.encoding import pack
 from protocol.kinds import RECORD_LIST_FIELDS, RECORD_TEXT_FIELDS
@@ -104,12 +106,25 @@ class BibRecord:
 
     def digest(self) -> bytes:
         """A content hash, so a re-import publishes only records that really changed."""
-        return wire_digest(self.rid, self.to_wire())
+        return record_digest(encode_record(self.rid, self.to_wire()))
 
 
-def wire_digest(rid: str, wire: Mapping[str, object]) -> bytes:
-    """The digest the replica keeps per record: sha256 of the canonical ``[rid, record]``."""
-    return hashlib.sha256(pack([rid, wire])).digest()
+def encode_record(rid: str, wire: Mapping[str, object]) -> bytes:
+    """The canonical ``[rid, record]``: the replica's stored form, digest input and size.
+
+    One encoding serves all three, because encoding is the dearest step of an import.
+    """
+    return pack([rid, wire])
+
+
+def decode_record(blob: bytes) -> BibRecord:
+    rid, wire = msgpack.unpackb(blob, raw=False)
+    return BibRecord.from_wire(rid, wire)
+
+
+def record_digest(blob: bytes) -> bytes:
+    """The digest the replica keeps per record, so a re-import sees what really changed."""
+    return hashlib.sha256(blob).digest()
 
 
 # --- normalisation helpers shared by importers and search -------------------------------------
@@ -188,18 +203,23 @@ def dedupe(values: Iterable[str]) -> tuple[str, ...]:
 
 def fold(text: str) -> str:
     """Lower-case, strip diacritics and punctuation: the form used for match keys."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(re.sub(r"[^\w]+", " ", bare).split())
+    folded = text.casefold()
+    if not folded.isascii():  # most titles are plain ASCII: no diacritics to strip
+        decomposed = unicodedata.normalize("NFKD", folded)
+        folded = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(_NON_WORD.sub(" ", folded).split())
 
 
-def match_key(record: BibRecord) -> str:
+_NON_WORD = re.compile(r"[^\w]+")
+
+
+def match_key(title: str, authors: Sequence[str], year: int | None, isbn: Sequence[str]) -> str:
     """The key that groups the same edition held by several libraries into one search hit.
 
     ISBN when there is one (ISBN-10 and -13 agree once normalised); else folded title, first
     author's surname and year. The bibliography issue replaces this with a fuller key.
     """
-    if record.isbn:
-        return "isbn:" + record.isbn[0]
-    surname = fold(record.authors[0]).split(" ")[0] if record.authors else ""
-    return f"t:{fold(record.title)[:120]}|{surname}|{record.year or ''}"
+    if isbn:
+        return "isbn:" + isbn[0]
+    surname = fold(authors[0]).split(" ")[0] if authors else ""
+    return f"t:{fold(title)[:120]}|{surname}|{year or ''}"

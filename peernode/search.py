@@ -13,11 +13,9 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import msgpack
-
 from protocol import node_id
 
-from .records import BibRecord, normalize_isbn
+from .records import decode_record, normalize_isbn
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 CANDIDATES_PER_HIT = 5  # ranked rows read per hit wanted, so grouping still fills the page
@@ -64,16 +62,16 @@ def search(conn: sqlite3.Connection, text: str, limit: int = 20) -> list[Hit]:
     if query is None or limit <= 0:
         return []
     rows = conn.execute(
-        "SELECT r.match_key, r.rid, r.data FROM records_fts "
+        "SELECT r.match_key, r.data FROM records_fts "
         "JOIN records r ON r.id = records_fts.rowid "
         "WHERE records_fts MATCH ? ORDER BY rank LIMIT ?",
         (query, limit * CANDIDATES_PER_HIT),
     ).fetchall()
     hits: dict[str, Hit] = {}
-    for key, rid, data in rows:
+    for key, data in rows:
         if key in hits:
             continue
-        record = BibRecord.from_wire(rid, msgpack.unpackb(data, raw=False))
+        record = decode_record(data)
         hits[key] = Hit(
             title=record.title,
             authors=list(record.authors),
@@ -99,7 +97,7 @@ def _add_holdings(conn: sqlite3.Connection, hits: dict[str, Hit]) -> None:
         list(hits),
     )
     for key, author, rid, data, name in rows:
-        record = BibRecord.from_wire(rid, msgpack.unpackb(data, raw=False))
+        record = decode_record(data)
         call_number = record.call_number or next(
             (h.call_number for h in record.holdings if h.call_number), ""
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,11 +34,10 @@ from protocol import (
     sign_entry,
 )
 from protocol.chains import ForkProof as _ForkProof
-from protocol.encoding import pack
 from protocol.entries import decode_entry
 
 from .db import transaction
-from .records import BibRecord, match_key, wire_digest
+from .records import encode_record, match_key, record_digest
 
 
 class ForkDetected(RemoteProtocolError):
@@ -263,28 +262,40 @@ class Store:
 def record_row_values(
     author: bytes, rid: str, data: dict[str, Any], seq: int, source: str | None
 ) -> tuple[Any, ...]:
-    """The ``records`` row for one put: searchable columns plus the wire map itself."""
-    record = BibRecord.from_wire(rid, data)
-    wire = pack(data)
+    """The ``records`` row for one put: searchable columns plus the canonical [rid, record].
+
+    Read straight from the wire map (already type-checked by the protocol): this runs once per
+    record received, so it builds no objects it does not need.
+    """
+    title: str = data["title"]
+    authors: list[str] = data.get("authors", [])
+    isbn: list[str] = data.get("isbn", [])
+    year: int | None = data.get("year")
+    blob = encode_record(rid, data)
     return (
         author,
         rid,
-        record.title,
-        _json(record.authors),
-        _json(record.subjects),
-        record.publisher,
-        _json(record.isbn),
-        record.year,
-        wire,
-        wire_digest(rid, data),
-        match_key(record),
+        title,
+        _json(authors),
+        _json(data.get("subjects", [])),
+        data.get("publisher", ""),
+        _json(isbn),
+        year,
+        blob,
+        record_digest(blob),
+        match_key(title, authors, year, isbn),
         source,
         seq,
     )
 
 
-def _json(values: Iterable[str]) -> str:
-    return json.dumps(list(values), ensure_ascii=False)
+_JSON = json.JSONEncoder(
+    ensure_ascii=False
+)  # json.dumps(..., ensure_ascii=False) builds one a call
+
+
+def _json(values: list[str]) -> str:
+    return _JSON.encode(values)
 
 
 _UPSERT = (

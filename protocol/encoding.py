@@ -15,13 +15,23 @@ from .errors import DecodeError, LimitExceeded
 from .limits import DEFAULT_LIMITS, Limits
 
 
+# Values msgpack encodes one way only: returned as they are, without a call per value. This is
+# the hot path of signing and of checking received entries (thousands of records a batch).
+_LEAVES = frozenset({str, int, bytes, bool, type(None)})
+
+
 def _canonical(obj: Any) -> Any:
-    if isinstance(obj, dict):
+    kind = type(obj)
+    if kind is dict:
+        return {k: v if type(v) in _LEAVES else _canonical(v) for k, v in sorted(obj.items())}
+    if kind is list or kind is tuple:
+        return [v if type(v) in _LEAVES else _canonical(v) for v in obj]
+    if isinstance(obj, float):
+        raise TypeError("floats are not allowed in the canonical encoding")
+    if isinstance(obj, dict):  # subclasses (OrderedDict, ...) take the same slower road
         return {k: _canonical(obj[k]) for k in sorted(obj)}
     if isinstance(obj, list | tuple):
         return [_canonical(v) for v in obj]
-    if isinstance(obj, float):
-        raise TypeError("floats are not allowed in the canonical encoding")
     return obj
 
 
