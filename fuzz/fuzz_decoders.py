@@ -29,75 +29,27 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 with atheris.instrument_imports():
     import msgpack
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from protocol import (
         ForkProof,
-        LogKey,
         ProtocolError,
         decode_entry,
-        fork_proof,
         node_id,
         parse_node_id,
-        public_bytes,
-        sign_entry,
     )
-    from protocol.chains import Head
     from protocol.encoding import pack, unpack
     from protocol.limits import Limits
     from protocol.messages import (
-        Ack,
-        Auth,
-        Close,
-        Entries,
-        Frontier,
-        Hello,
-        Request,
         decode_message,
         encode_message,
     )
+    from tests import protocol_samples as samples
 
-_KEY = Ed25519PrivateKey.from_private_bytes(b"\x42" * 32)
-_AUTHOR = public_bytes(_KEY)
-_LOG = LogKey(_AUTHOR, "catalog")
-_E1 = sign_entry(
-    _KEY,
-    log="catalog",
-    seq=1,
-    prev=None,
-    timestamp=1,
-    kind="catalog",
-    body={"ops": [["put", "r1", {"title": "T", "year": 1999, "holdings": [{"note": "n"}]}]]},
-)
-_E2 = sign_entry(
-    _KEY,
-    log="catalog",
-    seq=2,
-    prev=_E1.hash,
-    timestamp=2,
-    kind="catalog",
-    body={"ops": [["del", "r1"]]},
-)
-_E2B = sign_entry(
-    _KEY, log="catalog", seq=2, prev=_E1.hash, timestamp=3, kind="profile", body={"name": "N"}
-)
-_PROOF = fork_proof(_E2, _E2B)
-assert _PROOF is not None
-_MESSAGES = [
-    encode_message(m)
-    for m in (
-        Hello(1, _AUTHOR, b"\x01" * 32, "node"),
-        Auth(b"\x02" * 64),
-        Frontier(((_LOG, Head(2, _E2.hash)),)),
-        Request(_LOG, 1, 2),
-        Entries(_LOG, (_E1.raw, _E2.raw)),
-        Ack(_LOG, 2),
-        Close("bye"),
-    )
-]
-_ENTRIES = [_E1.raw, _E2.raw, _E2B.raw]
+_KEY = samples.KEY
+_MESSAGES = samples.MESSAGES
+_ENTRIES = samples.ENTRIES
 _PAYLOADS = [msgpack.unpackb(raw)[0] for raw in _ENTRIES]
-_SAMPLES = [*_MESSAGES, *_ENTRIES, *_PAYLOADS, _PROOF.to_bytes()]
+_SAMPLES = [*_MESSAGES, *_ENTRIES, *_PAYLOADS, *samples.PROOFS]
 _LIMITS = [Limits(), Limits(max_string_bytes=64, max_list_items=8, max_map_items=8)]
 
 

@@ -13,87 +13,37 @@ from typing import Any
 
 import msgpack
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import (
     ForkProof,
-    LogKey,
     ProtocolError,
     decode_entry,
-    fork_proof,
     node_id,
     parse_node_id,
-    public_bytes,
-    sign_entry,
 )
-from protocol.chains import Head
 from protocol.encoding import pack, unpack
 from protocol.entries import Entry
 from protocol.limits import Limits
 from protocol.messages import (
-    Ack,
-    Auth,
-    Close,
     Entries,
-    Frontier,
-    Hello,
-    Message,
-    Request,
     decode_message,
     encode_message,
 )
 
-KEY = Ed25519PrivateKey.from_private_bytes(b"\x42" * 32)
-AUTHOR = public_bytes(KEY)
-SMALL = Limits(max_string_bytes=64, max_list_items=8, max_map_items=8, max_entries_per_message=4)
+from .protocol_samples import (
+    AUTHOR,
+    CATALOG_LOG,
+    E1,
+    ENTRIES,
+    KEY,
+    MESSAGES,
+    PROOFS,
+    SAMPLE_MESSAGES,
+)
 
-_E1 = sign_entry(
-    KEY,
-    log="catalog",
-    seq=1,
-    prev=None,
-    timestamp=1,
-    kind="catalog",
-    body={"ops": [["put", "r1", {"title": "T", "year": 1999, "holdings": [{"note": "n"}]}]]},
-)
-_E2 = sign_entry(
-    KEY,
-    log="catalog",
-    seq=2,
-    prev=_E1.hash,
-    timestamp=2,
-    kind="catalog",
-    body={"ops": [["del", "r1"]]},
-)
-_E2B = sign_entry(
-    KEY,
-    log="catalog",
-    seq=2,
-    prev=_E1.hash,
-    timestamp=3,
-    kind="catalog",
-    body={"ops": [["del", "r2"]]},
-)
-_P1 = sign_entry(
-    KEY, log="profile", seq=1, prev=None, timestamp=1, kind="profile", body={"name": "N"}
-)
-ENTRIES = [_E1.raw, _E2.raw, _E2B.raw, _P1.raw]
-_KEY = LogKey(AUTHOR, "catalog")
-SAMPLE_MESSAGES: list[Message] = [
-    Hello(1, AUTHOR, b"\x01" * 32, "node"),
-    Auth(b"\x02" * 64),
-    Frontier(((_KEY, Head(2, _E2.hash)), (LogKey(AUTHOR, "profile"), Head(1, _P1.hash)))),
-    Request(_KEY, 1, 2),
-    Entries(_KEY, (_E1.raw, _E2.raw)),
-    Ack(_KEY, 2),
-    Close("bye"),
-]
-MESSAGES = [encode_message(m) for m in SAMPLE_MESSAGES]
-_PROOF = fork_proof(_E2, _E2B)
-assert _PROOF is not None
-PROOFS = [_PROOF.to_bytes()]
+SMALL = Limits(max_string_bytes=64, max_list_items=8, max_map_items=8, max_entries_per_message=4)
 
 FUZZ = settings(
     max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
@@ -188,7 +138,7 @@ def test_mutated_entries_inside_messages(
     # An Entries message whose entry is damaged must still decode as a message; the damage
     # shows only when the entry itself is decoded.
     bad = mutate(raw, edits)
-    msg = decode_message(encode_message(Entries(_KEY, (_E1.raw, bad)[: 1 + index % 2])))
+    msg = decode_message(encode_message(Entries(CATALOG_LOG, (E1.raw, bad)[: 1 + index % 2])))
     assert isinstance(msg, Entries)
     for each in msg.raws:
         decode_any(each)
@@ -202,7 +152,7 @@ SCALARS = (
     | st.floats(allow_nan=False)
     | st.text(max_size=12)
     | st.binary(max_size=40)
-    | st.sampled_from([AUTHOR, _E1.hash, b"\x00" * 64, "catalog", "put", "del", "title", "ops"])
+    | st.sampled_from([AUTHOR, E1.hash, b"\x00" * 64, "catalog", "put", "del", "title", "ops"])
 )
 VALUES = st.recursive(
     SCALARS,
@@ -280,10 +230,10 @@ def test_huge_declared_lengths(data: bytes, at: int, header: bytes, tail: bytes)
 
 def test_a_message_at_the_size_limit() -> None:
     limits = Limits(max_message_bytes=1000)
-    entries = Entries(_KEY, (b"x" * 900,))
+    entries = Entries(CATALOG_LOG, (b"x" * 900,))
     decode_message(encode_message(entries), limits)
     with pytest.raises(ProtocolError):
-        decode_message(encode_message(Entries(_KEY, (b"x" * 1000,))), limits)
+        decode_message(encode_message(Entries(CATALOG_LOG, (b"x" * 1000,))), limits)
 
 
 @FUZZ
@@ -315,4 +265,4 @@ def test_the_samples_are_valid() -> None:
         assert decode_message(data) in SAMPLE_MESSAGES
     for raw in ENTRIES:
         assert isinstance(decode_entry(raw, now_ms=None), Entry)
-    assert ForkProof.from_bytes(PROOFS[0]) == _PROOF
+    assert ForkProof.from_bytes(PROOFS[0]).to_bytes() == PROOFS[0]
