@@ -14,7 +14,7 @@ from aiohttp import web
 
 from protocol import RemoteProtocolError, short_id
 
-from .home import Home, parse_listen
+from .home import Home, HomeError, parse_listen
 from .node import NODE, Node
 from .peers import JOIN_PATH, accept_join, peer_keys
 from .search import hits_json, search
@@ -103,7 +103,13 @@ def run_daemon(home: Home, listen: str | None = None) -> None:
     host, port = parse_listen(listen or config.listen)
     lock = home.lock_daemon(f"{host}:{port}")
     try:
-        log.info("peernode %s (%s) listening on %s:%d", config.name, home.node_id, host, port)
-        web.run_app(make_app(home), host=host, port=port, print=None, access_log=None)
+        log.info("starting peernode %s (%s) on %s:%d", config.name, home.node_id, host, port)
+        try:
+            web.run_app(make_app(home), host=host, port=port, print=None, access_log=None)
+        except OSError as exc:
+            raise HomeError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}. Is another program (or "
+                "another peernode) using it? Choose another address with --listen HOST:PORT."
+            ) from None
     finally:
         lock.close()

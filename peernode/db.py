@@ -100,11 +100,20 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def connect(path: Path) -> sqlite_utils.Database:
     """Open (creating if needed) the node database and bring its schema up to date."""
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    db = sqlite_utils.Database(conn)
-    migrate(db, path)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        db = sqlite_utils.Database(conn)
+        migrate(db, path)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise DatabaseError(f"{path} is busy (locked by another process): try again") from None
+        raise DatabaseError(
+            f"{path} is damaged or is not a peernode database ({exc}). Nothing was changed. "
+            "Move it aside and restore a backup; a node's peers can send its replica again."
+        ) from None
     return db
 
 

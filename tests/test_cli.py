@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -98,3 +99,20 @@ def test_an_invite_works_once(make_node: MakeNode) -> None:
     peers = json.loads(a.cli("peer", "list", "--json").stdout)
     assert [p["name"] for p in peers] == ["Library B"]
     assert {"node_id", "name", "address", "connected", "last_sync"} <= set(peers[0])
+
+
+def test_a_taken_port_and_a_damaged_database_are_explained(make_node: MakeNode) -> None:
+    node = make_node("Library A")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", node.port))
+        taken.listen()
+        result = node.cli("run", check=False, timeout=30)
+    assert result.returncode == 1 and "cannot listen on" in result.stderr
+    assert "Traceback" not in result.stderr
+    db = node.home / "node.db"
+    original = db.read_bytes()
+    db.write_bytes(b"X" * 100 + original[100:])
+    result = node.cli("status", check=False)
+    assert result.returncode == 1 and "damaged" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert db.read_bytes()[:100] == b"X" * 100  # left as found, for whoever investigates
