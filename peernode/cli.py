@@ -9,26 +9,34 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
-from protocol import node_id
+from protocol import LogKey, node_id, parse_node_id
 
 from . import __version__
+from .bundles import (
+    BundleError,
+    export_bundle,
+    import_bundle,
+    peer_frontier,
+    read_frontier,
+    write_frontier,
+)
 from .catalog import import_catalog
 from .check import check_store
 from .db import DatabaseError
-from .home import DEFAULT_LISTEN, Home, HomeError, init_home, resolve_home
+from .home import DEFAULT_LISTEN, Home, HomeError, init_home, parse_listen, resolve_home
 from .importers import FORMATS, ImportFileError
-from .peers import PeeringError, create_invite, join
+from .peers import PeeringError, add_peer, create_invite, join, peer_keys
 from .search import hits_json, search
 from .status import node_status, peer_rows
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
@@ -38,7 +46,7 @@ class _Errors(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (HomeError, DatabaseError, ImportFileError, PeeringError) as exc:
+        except (HomeError, DatabaseError, ImportFileError, PeeringError, BundleError) as exc:
             raise click.ClickException(str(exc)) from None
 
 
@@ -130,8 +138,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
 def _connected_peers(home: Home) -> set[bytes]:
     """Ask the running daemon which peers are connected (only it knows)."""
     import urllib.request
-
-    from protocol import parse_node_id
 
     try:
         url = f"http://{home.daemon_address() or home.config.listen}/api/status"
@@ -288,6 +294,99 @@ def peer_list(ctx: click.Context, as_json: bool) -> None:
     else:
         for row in rows:
             click.echo(_peer_line(row))
+
+
+@peer.command("add")
+@click.argument("node_id_text", metavar="NODE_ID")
+@click.option("--name", default="", help="The library's name, until its profile arrives.")
+@click.option("--address", metavar="HOST:PORT", help="Where to reach it, if it has a link.")
+@click.pass_context
+def peer_add(ctx: click.Context, node_id_text: str, name: str, address: str | None) -> None:
+    """Trust a library by its node id, read out by its staff (for libraries with no link,
+    which cannot run `peer join`). Check every character: the id is the library's identity."""
+    home = _home(ctx)
+    try:
+        key = parse_node_id(node_id_text)
+    except ValueError as exc:
+        _fail(str(exc))
+    if key == home.public_key:
+        _fail("that is this node's own id")
+    if address is not None:
+        parse_listen(address)
+    add_peer(home.open_store().conn, key, name or node_id(key)[:9], address)
+    click.echo(f"Added {name or 'the library'} ({node_id(key)}) as a peer.")
+
+
+@cli.group()
+def bundle() -> None:
+    """Offline bundles: carry signed entries on a USB stick where there is no link."""
+
+
+@bundle.command("export")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--for",
+    "for_peer",
+    metavar="NODE_ID",
+    help="Only what that peer lacks, as far as this node knows from their last sync.",
+)
+@click.option(
+    "--since",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Only what is newer than a frontier file written by `bundle frontier` at the far node.",
+)
+@click.pass_context
+def bundle_export(ctx: click.Context, file: Path, for_peer: str | None, since: Path | None) -> None:
+    """Write the signed entries another library lacks to FILE (everything by default)."""
+    home = _home(ctx)
+    store = home.open_store()
+    if for_peer and since:
+        _fail("use --for or --since, not both")
+    base: dict[LogKey, int] = {}
+    if for_peer:
+        try:
+            base = peer_frontier(store, parse_node_id(for_peer))
+        except ValueError as exc:
+            _fail(str(exc))
+    elif since:
+        base = read_frontier(since)
+    summary = export_bundle(store, file, base)
+    click.echo(
+        f"Wrote {summary.entries} entries of {summary.logs} logs to {file} "
+        f"({summary.bytes:,} bytes)."
+    )
+
+
+@bundle.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def bundle_import(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Verify every entry in a bundle as a sync would, and store the good ones. A running
+    daemon passes them on to its peers."""
+    home = _home(ctx)
+    store = home.open_store()
+    peers = peer_keys(store.conn)
+    summary = import_bundle(store, file, lambda a: a == home.public_key or a in peers)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False))
+        return
+    click.echo(
+        f"{file}: {summary.entries} entries of {summary.logs} logs; {summary.applied} new, "
+        f"{summary.duplicates} already here, {len(summary.rejected)} rejected."
+    )
+    for line in summary.rejected[:50]:
+        click.echo(f"  rejected {line}")
+
+
+@bundle.command("frontier")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.pass_context
+def bundle_frontier(ctx: click.Context, file: Path) -> None:
+    """Write what this node holds to FILE, for the library that will export a bundle for you
+    (`bundle export --since FILE`)."""
+    count = write_frontier(_home(ctx).open_store(), file)
+    click.echo(f"Wrote the heads of {count} logs to {file}.")
 
 
 @cli.command()

@@ -93,7 +93,20 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    # What each peer last said it holds, kept across restarts: `bundle export --for PEER`
+    # writes only what that peer lacks.
+    db.executescript(
+        """
+        CREATE TABLE peer_heads (
+            peer BLOB NOT NULL, author BLOB NOT NULL, log TEXT NOT NULL, seq INTEGER NOT NULL,
+            PRIMARY KEY (peer, author, log)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

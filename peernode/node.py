@@ -19,6 +19,7 @@ from aiohttp import web
 
 from protocol import DEFAULT_LIMITS, Entry, Head, LogKey, RemoteProtocolError, short_id
 
+from .db import transaction
 from .home import Home
 from .peers import peer_keys
 from .store import ApplyResult, ForkDetected, Store, now_ms
@@ -128,6 +129,21 @@ class Node:
         who = short_id(peer) if peer else "unknown peer"
         log.warning("rejected from %s: %s: %s", who, error.reason, error)
         await self.call(self.store.record_rejection, peer, error.reason, str(error))
+
+    async def save_peer_heads(self, peer: bytes, heads: dict[LogKey, Head]) -> None:
+        """Remember what ``peer`` holds, for `bundle export --for` while it is unreachable."""
+        rows = [(peer, k.author, k.log, h.seq) for k, h in heads.items()]
+
+        def write() -> None:
+            with transaction(self.store.conn) as conn:
+                conn.executemany(
+                    "INSERT INTO peer_heads (peer, author, log, seq) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (peer, author, log) DO UPDATE SET seq = excluded.seq "
+                    "WHERE excluded.seq > peer_heads.seq",
+                    rows,
+                )
+
+        await self.call(write)
 
     async def note_synced(self, peer: bytes) -> None:
         def write() -> None:

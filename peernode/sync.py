@@ -104,6 +104,8 @@ class SyncConnection:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.peer_key is not None and self.rep is not None and self.rep.theirs:
+                await node.save_peer_heads(self.peer_key, dict(self.rep.theirs))
             node.unregister(self)
             if not self.ws.closed:
                 await self.ws.close()
@@ -197,4 +199,5 @@ class SyncConnection:
         )
         if caught_up and not self._caught_up:
             await self.node.note_synced(self.peer_key)
+            await self.node.save_peer_heads(self.peer_key, dict(rep.theirs))
         self._caught_up = caught_up

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from peernode import db as dbmod
@@ -160,3 +161,23 @@ def test_check_finds_a_corrupted_entry(tmp_path: Path) -> None:
     report = check_store(store)
     assert not report.ok
     assert "catalog#1" in report.problems[0]
+
+
+def test_every_earlier_schema_migrates_with_its_data(tmp_path: Path) -> None:
+    for version in range(1, dbmod.SCHEMA_VERSION):
+        path = tmp_path / f"v{version}.db"
+        conn = sqlite3.connect(path, isolation_level=None)
+        db = sqlite_utils.Database(conn)
+        for migration in dbmod.MIGRATIONS[:version]:
+            migration(db)
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute(
+            "INSERT INTO peers (key, name, address, added_at) VALUES (?, 'Lama', NULL, 1)",
+            (b"\x07" * 32,),
+        )
+        conn.close()
+        migrated = dbmod.connect(path)
+        assert migrated.execute("PRAGMA user_version").fetchone()[0] == dbmod.SCHEMA_VERSION
+        assert migrated.execute("SELECT name FROM peers").fetchall() == [("Lama",)]
+        assert migrated.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        migrated.conn.close()
