@@ -7,7 +7,7 @@ from typing import Any
 from protocol import node_id
 
 from .home import Home
-from .store import Store
+from .store import Store, now_ms
 
 
 def peer_rows(store: Store, connected: set[bytes]) -> list[dict[str, Any]]:
@@ -58,4 +58,6 @@ def node_status(
         "rejected_by_reason": by_reason,
         "duplicates_received": store.counter("entries_duplicate"),
         "forks": conn.execute("SELECT count(*) FROM forks").fetchone()[0],
+        # This node's clock, so a peer (or `doctor`) can tell how far apart two clocks are.
+        "time_ms": now_ms(),
     }
