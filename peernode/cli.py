@@ -16,6 +16,7 @@ import click
 from protocol import LogKey, node_id, parse_node_id
 
 from . import __version__
+from .backup import BackupError, backup, export_key, restore
 from .bundles import (
     BundleError,
     export_bundle,
@@ -32,6 +33,7 @@ from .importers import FORMATS, ImportFileError
 from .peers import PeeringError, add_peer, create_invite, join, peer_keys
 from .search import hits_json, search
 from .status import node_status, peer_rows
+from .store import OwnHeadUnconfirmed
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,7 +48,15 @@ class _Errors(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (HomeError, DatabaseError, ImportFileError, PeeringError, BundleError) as exc:
+        except (
+            HomeError,
+            DatabaseError,
+            ImportFileError,
+            PeeringError,
+            BundleError,
+            BackupError,
+            OwnHeadUnconfirmed,
+        ) as exc:
             raise click.ClickException(str(exc)) from None
 
 
@@ -387,6 +397,53 @@ def bundle_frontier(ctx: click.Context, file: Path) -> None:
     (`bundle export --since FILE`)."""
     count = write_frontier(_home(ctx).open_store(), file)
     click.echo(f"Wrote the heads of {count} logs to {file}.")
+
+
+@cli.command("backup")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.pass_context
+def backup_cmd(ctx: click.Context, file: Path) -> None:
+    """Save this node (key, settings, a consistent copy of the database) to FILE. Safe while
+    the daemon runs. FILE holds the private key: keep it as safe as the node itself."""
+    summary = backup(_home(ctx), file)
+    click.echo(f"Saved node {summary.node_id} ({summary.entries} entries) to {file}.")
+
+
+@cli.command("restore")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.pass_context
+def restore_cmd(ctx: click.Context, file: Path) -> None:
+    """Recreate a node from a backup FILE into --home (which must be empty). Until it has synced
+    with a peer, the restored node signs nothing, so it cannot fork its own log."""
+    home = restore(file, ctx.obj.path)
+    click.echo(f"Restored node {home.node_id} into {home.path}.")
+    if home.open_store().meta("restored_at") is not None:
+        click.echo("Start it (`peernode run`); it signs again once it has synced with a peer.")
+
+
+@cli.group()
+def key() -> None:
+    """The node's private key: the library's identity."""
+
+
+@key.command("export")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--passphrase",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    envvar="PEERNODE_KEY_PASSPHRASE",
+    help="Encrypts the exported key (asked for when not given; or set PEERNODE_KEY_PASSPHRASE).",
+)
+@click.pass_context
+def key_export(ctx: click.Context, file: Path, passphrase: str) -> None:
+    """Write the private key alone to FILE, encrypted with a passphrase, for safekeeping."""
+    try:
+        export_key(_home(ctx), file, passphrase)
+    except FileExistsError:
+        _fail(f"{file} already exists; choose another name")
+    click.echo(f"Wrote the encrypted key to {file}. Keep it and the passphrase apart.")
 
 
 @cli.command()

@@ -27,6 +27,7 @@ log = logging.getLogger("peernode.daemon")
 WATCH_SECONDS = 0.5
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
 MAX_CONNECTIONS = 64
+JOINER_GRACE_SECONDS = 5.0
 
 
 async def sync_handler(request: web.Request) -> web.StreamResponse:
@@ -51,7 +52,9 @@ async def join_handler(request: web.Request) -> web.Response:
         log.warning("refused a join from %s: %s", request.remote, exc)
         return web.Response(status=403, text=str(exc))
     node.peers = await node.call(peer_keys, node.store.conn)
-    await node.start_dialers()
+    # The joiner records us only when our answer reaches it, and dials us right after; dialling
+    # it at once would be refused as "not a peer". Give it a moment first.
+    await node.start_dialers(first_delay=JOINER_GRACE_SECONDS)
     log.info("%s (%s) joined as a peer", joiner.name, short_id(joiner.key))
     return web.Response(body=accept.to_bytes(), content_type="application/x-peernode-join")
 

@@ -19,6 +19,18 @@ class DatabaseError(Exception):
     """The database cannot be used (newer schema, corrupt file). The message says what to do."""
 
 
+class StorageFull(DatabaseError):
+    """The disk, or the `max_db_mb` limit, is full. The write was rolled back: nothing stored was
+    damaged, and the same operation can simply be run again once there is space."""
+
+
+def _is_full(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "database or disk is full" in text or "disk I/O error" in text
+    )
+
+
 def _v1(db: sqlite_utils.Database) -> None:
     db.executescript(
         """
@@ -106,17 +118,29 @@ def _v2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    # Node-level facts that are not derived from entries, e.g. "restored from a backup: learn
+    # our own head from a peer before signing anything".
+    db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def connect(path: Path) -> sqlite_utils.Database:
-    """Open (creating if needed) the node database and bring its schema up to date."""
+def connect(path: Path, max_mb: int = 0) -> sqlite_utils.Database:
+    """Open (creating if needed) the node database and bring its schema up to date.
+
+    ``max_mb`` > 0 caps the database file: writes past it fail as StorageFull, like a full disk.
+    """
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        if max_mb > 0:
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            conn.execute(f"PRAGMA max_page_count = {max_mb * 1024 * 1024 // page_size}")
         db = sqlite_utils.Database(conn)
         migrate(db, path)
     except sqlite3.DatabaseError as exc:
@@ -158,8 +182,20 @@ class transaction:
         self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as failed:
+                exc = failed
+        if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
+        if _is_full(exc):
+            raise StorageFull(
+                "the disk is full (or the database reached its max_db_mb limit): nothing was "
+                "written and nothing stored was damaged. Free some space, then run the same "
+                "command again; it continues where it stopped."
+            ) from exc
+        if exc is not None and exc_type is None:
+            raise exc

@@ -50,6 +50,7 @@ class Config:
     listen: str = DEFAULT_LISTEN  # HOST:PORT the daemon serves sync, API and web page on
     advertise: str = ""  # HOST:PORT peers should dial, if not the listen address
     invite_hours: int = 168  # how long an invite code stays valid
+    max_db_mb: int = 0  # stop writing when the database reaches this size; 0 = no limit
     log_level: str = "info"  # debug, info, warning or error
 
 
@@ -61,6 +62,8 @@ SETTINGS: dict[str, str] = {
     "advertise": "HOST:PORT that peers should dial, when it differs from listen (NAT, 0.0.0.0).",
     "invite_hours": "How many hours an invite code from `peer invite` stays valid.",
     "log_level": "How much the daemon logs: debug, info, warning or error.",
+    "max_db_mb": "Largest size of the database in MiB; writes past it stop cleanly, as on a full "
+    "disk (0: no limit). Useful on a shared PC.",
 }
 
 
@@ -161,7 +164,7 @@ class Home:
     # --- database ------------------------------------------------------------------------------
 
     def open_db(self) -> sqlite_utils.Database:
-        return dbmod.connect(self.path / DB_FILE)
+        return dbmod.connect(self.path / DB_FILE, self.config.max_db_mb)
 
     def open_store(self) -> Store:
         return Store(self.open_db(), self.public_key)

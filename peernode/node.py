@@ -19,6 +19,7 @@ from aiohttp import web
 
 from protocol import DEFAULT_LIMITS, Entry, Head, LogKey, RemoteProtocolError, short_id
 
+from .backup import confirm_own_head
 from .db import transaction
 from .home import Home
 from .peers import peer_keys
@@ -146,14 +147,16 @@ class Node:
         await self.call(write)
 
     async def note_synced(self, peer: bytes) -> None:
-        def write() -> None:
+        def write() -> bool:
             now = now_ms()
             self.store.conn.execute(
                 "UPDATE peers SET last_sync = ?, last_seen = ?, last_error = NULL WHERE key = ?",
                 (now, now, peer),
             )
+            return confirm_own_head(self.store)
 
-        await self.call(write)
+        if await self.call(write):
+            log.info("caught up with %s after a restore: this node signs again", short_id(peer))
 
     async def _mark_seen(self, peer: bytes) -> None:
         def write() -> None:
@@ -190,7 +193,7 @@ class Node:
                 await self.start_dialers()
             await asyncio.sleep(WATCH_SECONDS)
 
-    async def start_dialers(self) -> None:
+    async def start_dialers(self, first_delay: float = 0.0) -> None:
         rows = await self.call(
             lambda: self.store.conn.execute(
                 "SELECT key, address FROM peers WHERE address IS NOT NULL"
@@ -199,10 +202,13 @@ class Node:
         for key, address in rows:
             task = self._dialers.get(key)
             if task is None or task.done():
-                self._dialers[key] = asyncio.get_running_loop().create_task(self.dial(key, address))
+                self._dialers[key] = asyncio.get_running_loop().create_task(
+                    self.dial(key, address, first_delay)
+                )
 
-    async def dial(self, key: bytes, address: str) -> None:
+    async def dial(self, key: bytes, address: str, first_delay: float = 0.0) -> None:
         """Keep a connection to one peer, retrying with exponential backoff and jitter."""
+        await asyncio.sleep(first_delay)
         backoff = BACKOFF_MIN
         url = f"http://{address}/sync"
         async with aiohttp.ClientSession() as http:

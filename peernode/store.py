@@ -36,7 +36,7 @@ from protocol import (
 from protocol.chains import ForkProof as _ForkProof
 from protocol.entries import decode_entry
 
-from .db import transaction
+from .db import StorageFull, transaction
 from .records import encode_record, match_key, record_digest
 
 
@@ -46,6 +46,14 @@ class ForkDetected(RemoteProtocolError):
     def __init__(self, message: str, proof: ForkProof) -> None:
         super().__init__(message)
         self.proof = proof
+
+
+class OwnHeadUnconfirmed(Exception):
+    """This node was restored from a backup and has not yet learned its own head from a peer."""
+
+
+RESTORED_KEY = "restored_at"
+__all__ = ["ApplyResult", "ForkDetected", "OwnHeadUnconfirmed", "StorageFull", "Store"]
 
 
 @dataclass(frozen=True)
@@ -184,6 +192,14 @@ class Store:
     ) -> Entry:
         """Sign ``body`` as the next entry of our ``log`` and make it durable before returning."""
         author = public_bytes(key)
+        restored = self.meta(RESTORED_KEY)
+        if restored is not None:
+            raise OwnHeadUnconfirmed(
+                f"this node was restored from a backup ({restored}) and may be missing entries it "
+                "signed after that backup; signing now could fork its own log. Start the daemon "
+                "(`peernode run`) and wait until `peernode status` shows a sync with a peer, then "
+                "try again."
+            )
         with transaction(self.conn) as conn:
             log_key = LogKey(author, log)
             head = self.head(log_key)
@@ -237,6 +253,23 @@ class Store:
             "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
             (name, by),
         )
+
+    # --- node facts ----------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with transaction(self.conn) as conn:
+            if value is None:
+                conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
 
     # --- small queries -------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from protocol import (
 )
 from protocol.replication import Action
 
+from .db import StorageFull
 from .store import now_ms
 
 if TYPE_CHECKING:
@@ -100,6 +101,14 @@ class SyncConnection:
                     break
         except (ConnectionResetError, aiohttp.ClientError) as exc:
             self.close_reason = self.close_reason or f"connection lost: {exc}"
+        except StorageFull as exc:
+            # Nothing was stored half-way; the dialer tries again later, when space may be back.
+            log.error("sync with %s paused: %s", self.label, exc)
+            self.close_reason = "disk full on this node"
+            if self.rep is not None:
+                for action in self.rep.close(self.close_reason):
+                    if isinstance(action, Send) and not self.ws.closed:
+                        await self.ws.send_bytes(action.data)
         finally:
             for task in tasks:
                 task.cancel()

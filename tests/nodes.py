@@ -47,7 +47,11 @@ class NodeProc:
         self.log_path = home.parent / f"{home.name}.log"
 
     def cli(
-        self, *args: str, check: bool = True, timeout: float = 120
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "peernode", "--home", str(self.home), *args],
@@ -55,7 +59,7 @@ class NodeProc:
             text=True,
             timeout=timeout,
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         )
         if check and result.returncode != 0:
             command = " ".join(args)
