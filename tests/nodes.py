@@ -72,14 +72,19 @@ class NodeProc:
         self.cli("init", "--name", self.name, "--listen", self.address)
         return self
 
-    def start(self) -> NodeProc:
+    def start(self, env: dict[str, str] | None = None) -> NodeProc:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the daemon writes it until stopped
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "peernode", "--home", str(self.home), "run"],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "PEERNODE_LOG_LEVEL": "debug"},
+            env={
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                "PEERNODE_LOG_LEVEL": "debug",
+                **(env or {}),
+            },
         )
         log.close()
         wait_for(self._answers, 20, f"{self.name}'s daemon to answer on {self.address}")

@@ -118,3 +118,21 @@ def test_a_full_disk_stops_an_import_cleanly_and_it_resumes(make_node: MakeNode)
     done = json.loads(node.cli("catalog", "import", str(BOOKS), "--json").stdout)
     assert done["added"] == 10_000 - partial and done["unchanged"] == partial
     assert node.status()["own_records"] == 10_000
+
+
+@pytest.mark.slow
+def test_a_daemon_whose_disk_fills_pauses_sync_and_resumes_when_space_returns(
+    make_node: MakeNode,
+) -> None:
+    a, b = make_node("Library A"), make_node("Library B")
+    a.cli("catalog", "import", str(BOOKS))
+    a.start()
+    b.start(env={"PEERNODE_MAX_DB_MB": "3"})  # a small disk
+    peer(a, b)
+    wait_for(lambda: "disk full" in b.log(), 60, "B to notice its disk is full")
+    assert "Traceback" not in b.log()
+    b.stop()
+    assert b.cli("check").returncode == 0  # consistent, whatever it managed to store
+    b.start()  # space is back
+    wait_for(lambda: b.status()["records"] == 10_000, 90, "B to finish the sync")
+    assert b.cli("check").returncode == 0
