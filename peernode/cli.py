@@ -27,7 +27,7 @@ from .bundles import (
 )
 from .catalog import import_catalog
 from .check import check_store
-from .db import DatabaseError
+from .db import DatabaseError, StorageFull
 from .home import DEFAULT_LISTEN, Home, HomeError, init_home, parse_listen, resolve_home
 from .importers import FORMATS, ImportFileError
 from .peers import PeeringError, add_peer, create_invite, join, peer_keys
@@ -57,6 +57,11 @@ class _Errors(click.Group):
             BackupError,
             OwnHeadUnconfirmed,
         ) as exc:
+            if isinstance(exc, StorageFull):
+                raise click.ClickException(
+                    f"{exc}. Free some space, then run the same command again: it continues "
+                    "where it stopped."
+                ) from None
             raise click.ClickException(str(exc)) from None
 
 

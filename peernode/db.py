@@ -194,8 +194,7 @@ class transaction:
         if _is_full(exc):
             raise StorageFull(
                 "the disk is full (or the database reached its max_db_mb limit): nothing was "
-                "written and nothing stored was damaged. Free some space, then run the same "
-                "command again; it continues where it stopped."
+                "written and nothing stored was damaged"
             ) from exc
         if exc is not None and exc_type is None:
             raise exc

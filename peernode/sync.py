@@ -103,7 +103,11 @@ class SyncConnection:
             self.close_reason = self.close_reason or f"connection lost: {exc}"
         except StorageFull as exc:
             # Nothing was stored half-way; the dialer tries again later, when space may be back.
-            log.error("sync with %s paused: %s", self.label, exc)
+            log.error(
+                "sync with %s paused: %s. It resumes by itself once there is space.",
+                self.label,
+                exc,
+            )
             self.close_reason = "disk full on this node"
             if self.rep is not None:
                 for action in self.rep.close(self.close_reason):
