@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from .check import check_store
 from .db import DatabaseError, StorageFull
 from .home import DEFAULT_LISTEN, Home, HomeError, init_home, parse_listen, resolve_home
 from .importers import FORMATS, ImportFileError
+from .logs import configure as configure_logging
 from .peers import PeeringError, add_peer, create_invite, join, peer_keys
 from .search import hits_json, search
 from .status import node_status, peer_rows
@@ -117,10 +117,11 @@ def run(ctx: click.Context, listen: str | None) -> None:
     from .daemon import run_daemon
 
     home = _home(ctx)
-    level = getattr(logging, home.config.log_level.upper(), logging.INFO)
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    config = home.config
+    try:
+        configure_logging(config.log_level, config.log_format)
+    except ValueError as exc:
+        _fail(f"{home.path / 'peernode.toml'}: {exc}")
     run_daemon(home, listen)
 
 

@@ -52,6 +52,7 @@ class Config:
     invite_hours: int = 168  # how long an invite code stays valid
     max_db_mb: int = 0  # stop writing when the database reaches this size; 0 = no limit
     log_level: str = "info"  # debug, info, warning or error
+    log_format: str = "text"  # text, or json (one object a line, for log collectors)
 
 
 SETTINGS: dict[str, str] = {
@@ -62,6 +63,8 @@ SETTINGS: dict[str, str] = {
     "advertise": "HOST:PORT that peers should dial, when it differs from listen (NAT, 0.0.0.0).",
     "invite_hours": "How many hours an invite code from `peer invite` stays valid.",
     "log_level": "How much the daemon logs: debug, info, warning or error.",
+    "log_format": "How the daemon writes its log: text (for people) or json (one object a line, "
+    "for log collectors).",
     "max_db_mb": "Largest size of the database in MiB; writes past it stop cleanly, as on a full "
     "disk (0: no limit). Useful on a shared PC.",
 }
