@@ -32,6 +32,7 @@ from .importers import FORMATS, ImportFileError
 from .logs import configure as configure_logging
 from .peers import PeeringError, add_peer, create_invite, join, peer_keys
 from .search import hits_json, search
+from .service import ServiceError, install_service, uninstall_service
 from .status import node_status, peer_rows
 from .store import OwnHeadUnconfirmed
 
@@ -56,6 +57,7 @@ class _Errors(click.Group):
             BundleError,
             BackupError,
             OwnHeadUnconfirmed,
+            ServiceError,
         ) as exc:
             if isinstance(exc, StorageFull):
                 raise click.ClickException(
@@ -450,6 +452,41 @@ def key_export(ctx: click.Context, file: Path, passphrase: str) -> None:
     except FileExistsError:
         _fail(f"{file} already exists; choose another name")
     click.echo(f"Wrote the encrypted key to {file}. Keep it and the passphrase apart.")
+
+
+@cli.group()
+def service() -> None:
+    """Run the daemon as a systemd service that starts on boot."""
+
+
+_MODE = click.option(
+    "--user/--system",
+    "user_mode",
+    default=True,
+    show_default=True,
+    help="A user service (no root needed; see `loginctl enable-linger`) or a system service.",
+)
+
+
+@service.command("install")
+@_MODE
+@click.option("--dry-run", is_flag=True, help="Show the unit file and the steps; change nothing.")
+@click.pass_context
+def service_install(ctx: click.Context, user_mode: bool, dry_run: bool) -> None:
+    """Write a systemd unit for this node, enable it and start it now; logs go to the journal
+    (`journalctl --user -u peernode`)."""
+    home: Home = ctx.obj
+    for line in install_service(home.path, user_mode=user_mode, dry_run=dry_run):
+        click.echo(line)
+
+
+@service.command("uninstall")
+@_MODE
+@click.pass_context
+def service_uninstall(ctx: click.Context, user_mode: bool) -> None:
+    """Stop and disable the service and remove its unit file. The node's data stays."""
+    for line in uninstall_service(user_mode=user_mode):
+        click.echo(line)
 
 
 @cli.command()

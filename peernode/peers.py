@@ -24,6 +24,13 @@ class PeeringError(Exception):
 
 
 def create_invite(home: Home, conn: sqlite3.Connection) -> Invite:
+    address = home.advertised_address
+    host = address.rpartition(":")[0].strip("[]")
+    if host in ("0.0.0.0", "::", ""):
+        raise PeeringError(
+            f"this node listens on {address}, which other libraries cannot dial: set `advertise` "
+            "in peernode.toml to the address they reach you at (for example 192.0.2.10:8470)"
+        )
     secret = os.urandom(SECRET_BYTES)
     created = now_ms()
     expires = created + home.config.invite_hours * 3600 * 1000
@@ -32,7 +39,7 @@ def create_invite(home: Home, conn: sqlite3.Connection) -> Invite:
             "INSERT INTO invites (id, secret, created_at, expires_at) VALUES (?, ?, ?, ?)",
             (invite_id(secret), secret, created, expires),
         )
-    return Invite(home.advertised_address, home.public_key, secret)
+    return Invite(address, home.public_key, secret)
 
 
 def add_peer(conn: sqlite3.Connection, key: bytes, name: str, address: str | None) -> None:

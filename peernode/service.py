@@ -153,6 +153,7 @@ def install_service(
 
     With ``dry_run``, nothing is written or run: the lines say what would be, and show the unit.
     """
+    _refuse_user_mode_under_sudo(user_mode)
     home = _absolute(home)
     unit = f"{_unit_name(name)}.service"
     path = unit_path(user_mode, name)
@@ -169,11 +170,6 @@ def install_service(
     if not (home / KEY_FILE).exists():
         raise ServiceError(
             f"no peernode node in {home}: run `peernode --home {home} init --name ...` first"
-        )
-    if user_mode and os.geteuid() == 0 and os.environ.get("SUDO_USER"):
-        raise ServiceError(
-            "a user service belongs to the user who runs it: run this without sudo, "
-            "or use --system for a system service"
         )
     old = path.read_text("utf-8") if path.exists() else None
     by_hand = (
@@ -212,6 +208,7 @@ def uninstall_service(
 
     The node's home (key, settings, database) is never touched.
     """
+    _refuse_user_mode_under_sudo(user_mode)
     unit = f"{_unit_name(name)}.service"
     path = unit_path(user_mode, name)
     systemctl = ["systemctl", "--user"] if user_mode else ["systemctl"]
@@ -247,6 +244,15 @@ def uninstall_service(
 
 class _NoSystemctl(ServiceError):
     pass
+
+
+def _refuse_user_mode_under_sudo(user_mode: bool) -> None:
+    # Under sudo, HOME and the systemd user instance would be root's, not the librarian's.
+    if user_mode and os.geteuid() == 0 and os.environ.get("SUDO_USER"):
+        raise ServiceError(
+            "a user service belongs to the user who runs it: run this without sudo, "
+            "or use --system for a system service"
+        )
 
 
 def _unit_name(name: str) -> str:

@@ -116,3 +116,13 @@ def test_a_taken_port_and_a_damaged_database_are_explained(make_node: MakeNode) 
     assert result.returncode == 1 and "damaged" in result.stderr
     assert "Traceback" not in result.stderr
     assert db.read_bytes()[:100] == b"X" * 100  # left as found, for whoever investigates
+
+
+def test_an_invite_from_a_wildcard_address_asks_for_advertise(tmp_path: Path) -> None:
+    node = NodeProc(tmp_path / "lan", "LAN")
+    node.cli("init", "--name", "LAN", "--listen", "0.0.0.0:8470")
+    result = node.cli("peer", "invite", check=False)
+    assert result.returncode == 1 and "advertise" in result.stderr
+    result = node.cli("peer", "invite", env={"PEERNODE_ADVERTISE": "192.0.2.10:8470"})
+    code = result.stdout.strip().splitlines()[-1]
+    assert code.startswith("pn1.")
