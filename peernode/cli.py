@@ -27,6 +27,7 @@ from .bundles import (
 from .catalog import import_catalog
 from .check import check_store
 from .db import DatabaseError, StorageFull
+from .doctor import format_findings, run_checks
 from .home import DEFAULT_LISTEN, Home, HomeError, init_home, parse_listen, resolve_home
 from .importers import FORMATS, ImportFileError
 from .logs import configure as configure_logging
@@ -487,6 +488,17 @@ def service_uninstall(ctx: click.Context, user_mode: bool) -> None:
     """Stop and disable the service and remove its unit file. The node's data stays."""
     for line in uninstall_service(user_mode=user_mode):
         click.echo(line)
+
+
+@cli.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Check this node's set-up and explain each problem in plain words, with what to do: key
+    file, port, peers, clock, disk space, database. Exit 1 when something needs fixing."""
+    findings = run_checks(ctx.obj)
+    click.echo(format_findings(findings))
+    if not all(f.ok for f in findings):
+        sys.exit(1)
 
 
 @cli.command()

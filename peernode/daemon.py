@@ -15,6 +15,7 @@ from aiohttp import web
 from protocol import RemoteProtocolError, short_id
 
 from .home import Home, HomeError, parse_listen
+from .metrics import METRICS, Metrics, metrics_handler, metrics_middleware
 from .node import NODE, Node
 from .peers import JOIN_PATH, accept_join, peer_keys
 from .search import hits_json, search
@@ -81,6 +82,8 @@ async def search_handler(request: web.Request) -> web.Response:
 
 def make_app(home: Home) -> web.Application:
     app = web.Application(client_max_size=16 * 1024)
+    app[METRICS] = Metrics()
+    app.middlewares.append(metrics_middleware(app[METRICS]))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         node = Node(home)
@@ -92,12 +95,19 @@ def make_app(home: Home) -> web.Application:
         await node.stop()
         node.close()
 
+    async def close_connections(app: web.Application) -> None:
+        # Runs before aiohttp waits for handlers to finish: an open /sync WebSocket handler
+        # lasts as long as its session, so without this a SIGTERM waits out the timeout.
+        await app[NODE].stop()
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(close_connections)
     app.router.add_get("/", index)
     app.router.add_get("/sync", sync_handler)
     app.router.add_post(JOIN_PATH, join_handler)
     app.router.add_get("/api/status", status_handler)
     app.router.add_get("/api/search", search_handler)
+    app.router.add_get("/metrics", metrics_handler)
     return app
 
 

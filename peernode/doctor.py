@@ -145,7 +145,8 @@ async def check_port(home: Home) -> Finding:
                 f"({_reason(exc)}): stop it and start it again with "
                 f"`peernode --home {home.path} run`.",
             )
-        if status.get("node_id") != _own_node_id(home):
+        own = _own_node_id(home)
+        if own is not None and status.get("node_id") != own:
             return Finding(
                 "port",
                 False,
@@ -265,17 +266,19 @@ async def check_peers_and_clock(home: Home) -> tuple[Finding, Finding]:
     reachable = [p for p, e in zip(peers, errors, strict=True) if e is None]
     if unreachable:
         names = "; ".join(f"{p.label} ({e})" for p, e in unreachable)
+        one = len(unreachable) == 1
+        who = "the only peer" if len(peers) == 1 else f"{len(unreachable)} of {len(peers)} peers"
         peers_finding = Finding(
             "peers",
             False,
-            f"Cannot reach {len(unreachable)} of {_plural(len(peers), 'peer')} — {names} — so "
-            "no changes are exchanged with them: check this computer's network connection, and "
-            "ask those libraries whether their peernode daemon is running and reachable.",
+            f"Cannot reach {who} with an address — {names} — so no changes are exchanged with "
+            f"{'it' if one else 'them'}: check this computer's network connection, and ask "
+            f"{'that library whether its' if one else 'those libraries whether their'} peernode "
+            "daemon is running and reachable.",
         )
     else:
-        peers_finding = Finding(
-            "peers", True, f"All {_plural(len(peers), 'peer')} with an address can be reached."
-        )
+        who = "The only peer" if len(peers) == 1 else f"All {len(peers)} peers"
+        peers_finding = Finding("peers", True, f"{who} with an address can be reached.")
     return peers_finding, await _clock_finding(reachable)
 
 
@@ -401,7 +404,7 @@ def disk_finding(home_path: Path, free: int) -> Finding:
             f"Disk space is getting low: only {amount} is free on the disk that holds "
             f"{home_path}, so delete files you do not need soon.",
         )
-    return Finding("disk", True, f"{amount} is free on the disk that holds {home_path}.")
+    return Finding("disk", True, f"There is {amount} free on the disk that holds {home_path}.")
 
 
 # --- 6. the database ---------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import msgpack
 from .errors import DecodeError, LimitExceeded
 from .limits import DEFAULT_LIMITS, Limits
 
-
 # Values msgpack encodes one way only: returned as they are, without a call per value. This is
 # the hot path of signing and of checking received entries (thousands of records a batch).
 _LEAVES = frozenset({str, int, bytes, bool, type(None)})
