@@ -87,11 +87,12 @@ def backup(home: Home, path: Path) -> BackupSummary:
     return BackupSummary(home.node_id, path.stat().st_size, entries)
 
 
-def restore(path: Path, home_path: Path) -> Home:
+def restore(path: Path, home_path: Path, *, latest: bool = False) -> Home:
     """Recreate the node saved in ``path`` at ``home_path``, which must not hold a node.
 
     All or nothing: the node is rebuilt in a sibling directory and renamed into place only once
-    its key matches the manifest and its database passes the integrity check.
+    its key matches the manifest and its database passes the integrity check. ``latest`` says
+    nothing was signed after the backup, so the node may sign at once (no sync needed).
     """
     if Home(home_path).exists or (home_path.exists() and any(home_path.iterdir())):
         raise HomeError(
@@ -120,7 +121,7 @@ def restore(path: Path, home_path: Path) -> Home:
         fd = os.open(building / KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(members[KEY_FILE])
-        _check_restored(Home(building), manifest, path)
+        _check_restored(Home(building), manifest, path, mark=not latest)
         if home_path.exists():
             home_path.rmdir()  # empty, checked above
         building.rename(home_path)
@@ -130,14 +131,14 @@ def restore(path: Path, home_path: Path) -> Home:
     return Home(home_path)
 
 
-def _check_restored(home: Home, manifest: dict[str, object], path: Path) -> None:
+def _check_restored(home: Home, manifest: dict[str, object], path: Path, *, mark: bool) -> None:
     store = home.open_store()  # also migrates a backup made by an older peernode
     try:
         check = store.conn.execute("PRAGMA integrity_check").fetchone()[0]
         if check != "ok":
             raise BackupError(f"{path}: the database in the backup is damaged ({check})")
         has_peers = store.conn.execute("SELECT count(*) FROM peers").fetchone()[0] > 0
-        if has_peers:  # with no peers, nothing newer can exist anywhere to be forked from
+        if mark and has_peers:  # with no peers, nothing newer can exist anywhere to fork from
             when = time.strftime("%Y-%m-%d %H:%M")
             store.set_meta(RESTORED_KEY, f"restored {when} from a backup of {manifest['created']}")
     finally:

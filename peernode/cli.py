@@ -420,11 +420,17 @@ def backup_cmd(ctx: click.Context, file: Path) -> None:
 
 @cli.command("restore")
 @click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option(
+    "--latest",
+    is_flag=True,
+    help="The backup is this node's latest state (nothing was imported or changed after it), "
+    "so it may sign at once. Only for libraries that never sync online; be sure.",
+)
 @click.pass_context
-def restore_cmd(ctx: click.Context, file: Path) -> None:
+def restore_cmd(ctx: click.Context, file: Path, latest: bool) -> None:
     """Recreate a node from a backup FILE into --home (which must be empty). Until it has synced
     with a peer, the restored node signs nothing, so it cannot fork its own log."""
-    home = restore(file, ctx.obj.path)
+    home = restore(file, ctx.obj.path, latest=latest)
     click.echo(f"Restored node {home.node_id} into {home.path}.")
     if home.open_store().meta("restored_at") is not None:
         click.echo("Start it (`peernode run`); it signs again once it has synced with a peer.")

@@ -136,3 +136,19 @@ def test_a_daemon_whose_disk_fills_pauses_sync_and_resumes_when_space_returns(
     b.start()  # space is back
     wait_for(lambda: b.status()["records"] == 10_000, 90, "B to finish the sync")
     assert b.cli("check").returncode == 0
+
+
+def test_a_node_with_peers_waits_for_a_sync_unless_the_backup_is_the_latest(
+    tmp_path: Path,
+) -> None:
+    from peernode.peers import add_peer
+    from peernode.store import OwnHeadUnconfirmed
+
+    home = init_home(tmp_path / "a", name="A", isil="", contact="", listen="127.0.0.1:1")
+    add_peer(home.open_store().conn, b"\x05" * 32, "Mitra", None)
+    backup(home, tmp_path / "a.backup")
+    waiting = restore(tmp_path / "a.backup", tmp_path / "waiting")
+    with pytest.raises(OwnHeadUnconfirmed, match="fork its own log"):
+        import_catalog(waiting.open_store(), waiting.key, SLIMS)
+    latest = restore(tmp_path / "a.backup", tmp_path / "latest", latest=True)
+    assert import_catalog(latest.open_store(), latest.key, SLIMS).added == 15
