@@ -35,7 +35,11 @@ async def sync_handler(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
     if len(node.all_connections) >= MAX_CONNECTIONS:
         raise web.HTTPServiceUnavailable(text="too many connections")
-    ws = web.WebSocketResponse(max_msg_size=node.limits.max_message_bytes + 1024, heartbeat=30)
+    ws = web.WebSocketResponse(
+        max_msg_size=node.limits.max_message_bytes + 1024,
+        heartbeat=30,
+        compress=node.config.compress == "yes",  # used only when the dialling side offers it
+    )
     await ws.prepare(request)
     conn = SyncConnection(node, ws, dialed=False, expected_peer=None)
     node.all_connections.add(conn)

@@ -114,6 +114,10 @@ class Node:
         if conn.peer_key is not None and self.connections.get(conn.peer_key) is conn:
             del self.connections[conn.peer_key]
             log.info("disconnected from %s: %s", conn.label, conn.close_reason or "closed")
+        # A connection cut mid-request never sent or received Close, so its replicator never
+        # released the logs it was fetching: free them here, or no session could fetch them.
+        for key in [k for k, owner in self.claims.items() if owner is conn]:
+            self.release(conn, key)
 
     # --- store operations used by connections --------------------------------------------------
 
@@ -220,6 +224,7 @@ class Node:
                 try:
                     async with http.ws_connect(
                         url,
+                        compress=15 if self.config.compress == "yes" else 0,
                         max_msg_size=self.limits.max_message_bytes + 1024,
                         heartbeat=30,
                         timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10),

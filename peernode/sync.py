@@ -57,6 +57,7 @@ class SyncConnection:
         self.peer_key: bytes | None = None
         self._serve_queue: asyncio.Queue[Serve] = asyncio.Queue(SERVE_QUEUE)
         self._send_lock = asyncio.Lock()
+        self._line_free_at = 0.0  # when the upload limit lets the next message go
         self._closing = False
         self._caught_up = False
         self.close_reason = ""
@@ -175,7 +176,21 @@ class SyncConnection:
             self._closing = True
             return
         async with self._send_lock:
+            await self._pace(len(data))
             await self.ws.send_bytes(data)
+
+    async def _pace(self, size: int) -> None:
+        """Keep to ``upload_kbps``: wait until this message's share of the line is free.
+
+        Counted before compression, so the line carries at most this much (usually less).
+        """
+        kbps = self.node.config.upload_kbps
+        if kbps <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        start = max(loop.time(), self._line_free_at)
+        self._line_free_at = start + size * 8 / (kbps * 1000)
+        await asyncio.sleep(start - loop.time())
 
     async def _server(self) -> None:
         """Stream requested entries, a chunk at a time, without holding up the reader."""

@@ -37,6 +37,16 @@ from .limits import DEFAULT_LIMITS, Limits
 from .messages import Ack, Auth, Close, Entries, Frontier, Hello, Request, encode_message
 from .session import Session, State
 
+# Which logs to fetch first when several are behind: small, urgent ones (a library's profile;
+# loans later) before bulk catalogue batches, so a slow link delivers what matters first.
+LOG_PRIORITY = {"profile": 0, "catalog": 9}
+DEFAULT_LOG_PRIORITY = 5
+
+
+def log_priority(log: str) -> int:
+    return LOG_PRIORITY.get(log, DEFAULT_LOG_PRIORITY)
+
+
 FRONTIER_CHUNK = 10_000  # heads per Frontier message: at most ~1.5 MB, well under the limit
 
 
@@ -339,7 +349,8 @@ class Replicator:
         if not self.ready:
             return []
         out: list[Action] = []
-        for key, head in self.theirs.items():
+        behind = sorted(self.theirs.items(), key=lambda item: log_priority(item[0].log))
+        for key, head in behind:
             if len(self.inflight) >= self.max_inflight:
                 break
             if key in self.inflight or self._blocked(key) or not self.trusted(key.author):

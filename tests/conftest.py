@@ -3,9 +3,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import hypothesis  # noqa: F401  (see below)
 import pytest
 
 from .nodes import NodeProc
+
+# Imported at start-up on purpose: hypothesis's pytest plugin otherwise imports it in the
+# terminal summary, after the tests, where pytest rewrites it with ast.parse; CPython 3.11.7
+# keeps ast's recursion count in process-wide state, and after the thread-based proxy tests
+# that parse can fail with "SystemError: AST constructor recursion depth mismatch".
 
 
 @pytest.fixture

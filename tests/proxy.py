@@ -7,13 +7,19 @@ import threading
 
 
 class FlippingProxy:
-    """Forward 127.0.0.1:<port> to ``target``; flip byte ``flip_at`` of the first connection's
-    server-to-client stream (once), as a faulty or hostile link would."""
+    """Forward 127.0.0.1:<port> to ``target``, as a faulty link would: flip byte ``flip_at`` of
+    the server-to-client stream (once), and/or cut every connection after ``cut_after`` seconds.
+    Counts connections and the bytes carried from server to client."""
 
-    def __init__(self, target_port: int, flip_at: int | None) -> None:
+    def __init__(
+        self, target_port: int, flip_at: int | None = None, cut_after: float | None = None
+    ) -> None:
         self.target_port = target_port
         self.flip_at = flip_at
+        self.cut_after = cut_after
         self.flipped = False
+        self.connections = 0
+        self.bytes_down = 0
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -52,12 +58,25 @@ class FlippingProxy:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(
-            self._pipe(reader, up_writer, None), self._pipe(up_reader, writer, self.flip_at)
-        )
+        self.connections += 1
+        pipes = [
+            asyncio.ensure_future(self._pipe(reader, up_writer, None)),
+            asyncio.ensure_future(self._pipe(up_reader, writer, self.flip_at, True)),
+        ]
+        _, pending = await asyncio.wait(pipes, timeout=self.cut_after)
+        if pending:  # the link drops: both ends see the connection reset
+            for end in (writer, up_writer):
+                end.transport.abort()
+            for pipe in pending:
+                pipe.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flip: int | None
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        flip: int | None,
+        down: bool = False,
     ) -> None:
         offset = 0
         try:
@@ -68,6 +87,8 @@ class FlippingProxy:
                     data[flip - offset] ^= 0x20
                     chunk = bytes(data)
                 offset += len(chunk)
+                if down:
+                    self.bytes_down += len(chunk)
                 writer.write(chunk)
                 await writer.drain()
         except (ConnectionError, OSError):
