@@ -27,7 +27,15 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from protocol import DEFAULT_LIMITS
 
 from .db import SCHEMA_VERSION
-from .home import CONFIG_FILE, DB_FILE, KEY_FILE, Home, HomeError, parse_listen
+from .home import (
+    CONFIG_FILE,
+    DB_FILE,
+    KEY_FILE,
+    Home,
+    HomeError,
+    key_file_problem,
+    parse_listen,
+)
 
 CONNECT_TIMEOUT = 3.0  # seconds per peer for the TCP connect, and again for /api/status
 MAX_SKEW_MS = 2 * 60 * 1000  # clocks further apart than this are reported
@@ -92,13 +100,9 @@ def check_key(home: Home) -> Finding:
             f"`peernode --home {home.path} init --name 'Your Library'`, or pass the right --home.",
         )
     mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        return Finding(
-            "key",
-            False,
-            f"The key file {path} can be read by other users of this computer (mode {mode:03o}), "
-            f"and anyone who reads it can sign as this library: run `chmod 600 {path}`.",
-        )
+    problem = key_file_problem(path)
+    if problem is not None:
+        return Finding("key", False, problem)
     try:
         key = load_pem_private_key(path.read_bytes(), password=None)
     except PermissionError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -76,6 +77,17 @@ SETTINGS: dict[str, str] = {
 }
 
 
+def key_file_problem(path: Path) -> str | None:
+    """Why the key file at ``path`` must not be used as it is; None when only its owner reads it."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        return (
+            f"The key file {path} can be read by other users of this computer (mode {mode:03o}), "
+            f"and anyone who reads it can sign as this library: run `chmod 600 {path}`."
+        )
+    return None
+
+
 def resolve_home(option: str | None) -> Path:
     """--home, else $PEERNODE_HOME, else the platform's data directory."""
     if option:
@@ -116,15 +128,18 @@ class Home:
     def key(self) -> Ed25519PrivateKey:
         if self._key is None:
             path = self.path / KEY_FILE
-            mode = path.stat().st_mode & 0o777
-            if mode & 0o077:
-                raise HomeError(
-                    f"{path} is readable by other users (mode {mode:o}): anyone who reads it can "
-                    f"sign as this library. Run `chmod 600 {path}`."
-                )
-            loaded = load_pem_private_key(path.read_bytes(), password=None)
+            problem = key_file_problem(path)
+            if problem is not None:
+                raise HomeError(problem)
+            try:
+                loaded = load_pem_private_key(path.read_bytes(), password=None)
+            except ValueError:
+                loaded = None
             if not isinstance(loaded, Ed25519PrivateKey):
-                raise HomeError(f"{path} does not hold an Ed25519 key")
+                raise HomeError(
+                    f"The key file {path} is damaged or is not a peernode key: restore it from "
+                    "your backup, because without it this library cannot sign its changes."
+                )
             self._key = loaded
         return self._key
 
