@@ -40,6 +40,12 @@ log = logging.getLogger("peernode.sync")
 
 SERVE_QUEUE = 64  # pending requests from one peer; more is a flood and closes the session
 SERVE_CHUNK_BYTES = 2 * 1024 * 1024
+# A WebSocket loses no message within a session, and its heartbeat ends a dead one, so asking
+# again in the same session only duplicates data still in flight: on a lossy 256 kbit/s line a
+# 2 MiB batch takes minutes. Re-requests stay for the protocol's unreliable transports.
+REQUEST_TIMEOUT_MS = 10 * 60 * 1000
+# Smaller messages show progress sooner on a slow line and cost little on a fast one.
+MESSAGE_BYTES = 512 * 1024
 TICK_SECONDS = 1.0
 
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
@@ -86,6 +92,8 @@ class SyncConnection:
             limits=node.limits,
             claim=lambda key: node.claim(self, key),
             release=lambda key: node.release(self, key),
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            max_batch_bytes=MESSAGE_BYTES,
         )
         tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._server())]
         try:

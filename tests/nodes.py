@@ -38,11 +38,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: flo
 class NodeProc:
     """One node: its home directory, its CLI, and (when started) its daemon process."""
 
-    def __init__(self, home: Path, name: str) -> None:
+    def __init__(self, home: Path, name: str, netns: str | None = None, host: str = "") -> None:
         self.home = home
         self.name = name
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
+        self.netns = netns  # run every command inside this network namespace (test hosts)
+        self.port = free_port() if netns is None else 8470
+        self.address = f"{host or '127.0.0.1'}:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = home.parent / f"{home.name}.log"
 
@@ -54,7 +55,7 @@ class NodeProc:
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-m", "peernode", "--home", str(self.home), *args],
+            [*self._prefix(), sys.executable, "-m", "peernode", "--home", str(self.home), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -75,7 +76,7 @@ class NodeProc:
     def start(self, env: dict[str, str] | None = None) -> NodeProc:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the daemon writes it until stopped
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "peernode", "--home", str(self.home), "run"],
+            [*self._prefix(), sys.executable, "-m", "peernode", "--home", str(self.home), "run"],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -90,10 +91,15 @@ class NodeProc:
         wait_for(self._answers, 20, f"{self.name}'s daemon to answer on {self.address}")
         return self
 
+    def _prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
+
     def _answers(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"{self.name}'s daemon exited: {self.log()}")
+        if self.netns:  # not reachable from the test's own namespace: the daemon's lock tells
+            return "starting peernode" in self.log() and (self.home / "daemon.lock").exists()
         try:
             self.api("/api/status")
             return True
