@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -118,6 +119,14 @@ class NodeProc:
         out = self.cli("search", query, "--json", "--limit", str(limit)).stdout
         hits: list[dict[str, Any]] = json.loads(out)
         return hits
+
+    def records(self) -> int:
+        """Rows in the replica, read straight from the SQLite file (read-only, daemon or not)."""
+        conn = sqlite3.connect(f"file:{self.home / 'node.db'}?mode=ro", uri=True, timeout=10)
+        try:
+            return int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
+        finally:
+            conn.close()
 
     def log(self) -> str:
         return self.log_path.read_text("utf-8", "replace") if self.log_path.exists() else ""

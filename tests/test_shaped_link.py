@@ -11,7 +11,6 @@ import json
 import os
 import random
 import shutil
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -87,14 +86,6 @@ def link() -> Iterator[tuple[str, str, str, str, bool]]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
 
 
-def records_in(node: NodeProc) -> int:
-    conn = sqlite3.connect(f"file:{node.home / 'node.db'}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
-    finally:
-        conn.close()
-
-
 def test_a_catalogue_and_a_day_of_changes_reach_a_node_on_a_slow_line(
     link: tuple[str, str, str, str, bool], tmp_path: Path
 ) -> None:
@@ -113,7 +104,7 @@ def test_a_catalogue_and_a_day_of_changes_reach_a_node_on_a_slow_line(
                 break
             time.sleep(0.5)
         started = time.monotonic()
-        wait_for(lambda: records_in(b) == 10_000, 300, f"10,000 records over {RATE}", step=1)
+        wait_for(lambda: b.records() == 10_000, 300, f"10,000 records over {RATE}", step=1)
         first = time.monotonic() - started
         # A day of changes: 100 records edited, 20 withdrawn.
         records = json.loads(BOOKS.read_text("utf-8"))
@@ -126,7 +117,7 @@ def test_a_catalogue_and_a_day_of_changes_reach_a_node_on_a_slow_line(
         )
         assert (summary["changed"], summary["deleted"]) == (100, 20)
         started = time.monotonic()
-        wait_for(lambda: records_in(b) == 9_980, 300, "the day's changes", step=1)
+        wait_for(lambda: b.records() == 9_980, 300, "the day's changes", step=1)
         changes = time.monotonic() - started
     finally:
         a.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,15 +14,6 @@ from .proxy import FlippingProxy
 pytestmark = pytest.mark.slow
 
 MakeNode = Callable[[str], NodeProc]
-
-
-def count_records(node: NodeProc, author_prefix: str | None = None) -> int:
-    """Count rows straight from the node's SQLite file (read-only; the daemon keeps writing)."""
-    conn = sqlite3.connect(f"file:{node.home / 'node.db'}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
-    finally:
-        conn.close()
 
 
 def set_setting(node: NodeProc, name: str, value: str) -> None:
@@ -49,7 +39,7 @@ def test_catalogue_reaches_a_joined_peer_and_changes_follow(
     summary = json.loads(a.cli("catalog", "import", str(BOOKS), "--json").stdout)
     assert summary["added"] == 10_000 and summary["rejected"] == 0
     peer(a, b)
-    wait_for(lambda: count_records(b) >= 10_000, 60, "B to hold A's 10,000 records")
+    wait_for(lambda: b.records() >= 10_000, 60, "B to hold A's 10,000 records")
 
     title = "Botanical materia medica and pharmacology"
     hits = b.search(title)
@@ -104,7 +94,7 @@ def test_a_flipped_byte_on_the_wire_is_rejected_and_logged(make_node: MakeNode) 
         wait_for(lambda: f"rejected from {a_short}" in b.log(), 10, "a log line naming A")
         assert b.cli("check").returncode == 0  # nothing altered was stored
         # The link flips only once: after reconnecting, B gets everything intact.
-        wait_for(lambda: count_records(b) >= 10_000, 90, "B to converge after the bad byte")
+        wait_for(lambda: b.records() >= 10_000, 90, "B to converge after the bad byte")
         assert b.cli("check").returncode == 0
     finally:
         proxy.stop()
@@ -121,12 +111,12 @@ def test_kill_9_in_the_middle_of_a_sync_then_converge(make_node: MakeNode, tmp_p
     a.start()
     b.start()
     peer(a, b)
-    wait_for(lambda: count_records(b) > 2_000, 60, "B to be part-way through the sync", step=0.02)
+    wait_for(lambda: b.records() > 2_000, 60, "B to be part-way through the sync", step=0.02)
     b.kill9()
-    partial = count_records(b)
+    partial = b.records()
     assert partial < 40_000, "the sync finished before the kill: make the data set larger"
     b.start()
-    wait_for(lambda: count_records(b) >= 40_000, 120, "B to converge after kill -9")
+    wait_for(lambda: b.records() >= 40_000, 120, "B to converge after kill -9")
     status = b.status()
     assert status["records"] == 40_000
     assert status["duplicates_received"] == 0  # nothing B had committed was sent again
