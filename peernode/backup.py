@@ -31,6 +31,7 @@ from protocol import node_id, public_bytes
 
 from . import __version__
 from . import db as dbmod
+from .files import replacing
 from .home import CONFIG_FILE, DB_FILE, KEY_FILE, Home, HomeError
 from .store import RESTORED_KEY, Store
 
@@ -70,19 +71,13 @@ def backup(home: Home, path: Path) -> BackupSummary:
             "schema": dbmod.SCHEMA_VERSION,
             "entries": entries,
         }
-        part = path.with_name(path.name + ".part")
         try:
-            with tarfile.open(part, "w:gz") as tar:
+            with replacing(path, mode=0o600) as part, tarfile.open(part, "w:gz") as tar:  # a key
                 _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=2).encode())
                 tar.add(home.path / KEY_FILE, KEY_FILE)
                 tar.add(home.path / CONFIG_FILE, CONFIG_FILE)
                 tar.add(copy, DB_FILE)
-            os.chmod(part, 0o600)  # it holds the private key
-            with open(part, "rb") as handle:
-                os.fsync(handle.fileno())
-            part.replace(path)
         except OSError as exc:
-            part.unlink(missing_ok=True)
             raise BackupError(f"cannot write {path}: {exc.strerror or exc}") from None
     return BackupSummary(home.node_id, path.stat().st_size, entries)
 

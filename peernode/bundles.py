@@ -8,7 +8,6 @@ exactly as a sync session does (signature, canonical form, chain, trust) and app
 from __future__ import annotations
 
 import gzip
-import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from protocol import (
 from protocol.bundles import BundleHeader, BundleReader, encode_bundle
 from protocol.encoding import pack, unpack
 
+from .files import replacing
 from .store import Store, now_ms
 
 FRONTIER_MAGIC = "peernode-frontier"
@@ -84,16 +84,11 @@ def export_bundle(store: Store, path: Path, since: Mapping[LogKey, int]) -> Expo
                 first += len(chunk)
 
     header = BundleHeader(store.own_key, now_ms(), summary.entries)
-    tmp = path.with_name(path.name + ".part")
-    try:
-        with gzip.open(tmp, "wb") as out:
+    try:  # whole or nothing: a USB stick may be pulled out right after we return
+        with replacing(path) as tmp, gzip.open(tmp, "wb") as out:
             for chunk in encode_bundle(header, raws()):
                 out.write(chunk)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())  # a USB stick may be pulled right after we return
-        tmp.replace(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise BundleError(f"cannot write {path}: {exc.strerror or exc}") from None
     summary.bytes = path.stat().st_size
     return summary

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.serialization import (
 from protocol import PROFILE, node_id, public_bytes
 
 from . import db as dbmod
+from .files import replacing
 from .store import Store
 
 DEFAULT_PORT = 8470
@@ -181,9 +182,8 @@ class Home:
 
     def save_config(self, config: Config) -> None:
         data = {f.name: getattr(config, f.name) for f in fields(Config)}
-        tmp = self.path / (CONFIG_FILE + ".tmp")
-        tmp.write_text(tomli_w.dumps(data), "utf-8")
-        tmp.replace(self.path / CONFIG_FILE)
+        with replacing(self.path / CONFIG_FILE) as tmp:
+            tmp.write_text(tomli_w.dumps(data), "utf-8")
 
     @property
     def advertised_address(self) -> str:

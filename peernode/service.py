@@ -16,11 +16,11 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .files import replacing
 from .home import KEY_FILE, LOCK_FILE, Home
 
 DEFAULT_NAME = "peernode"
@@ -271,7 +271,8 @@ def _write_atomic(path: Path, text: str) -> None:
     """Write the whole file or nothing: a temporary file in the same directory, then rename."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with replacing(path, mode=0o644) as tmp:  # systemd and other admins read it
+            tmp.write_text(text, "utf-8")
     except PermissionError:
         raise ServiceError(
             f"cannot write {path}: permission denied. A system service needs root: run the "
@@ -279,18 +280,6 @@ def _write_atomic(path: Path, text: str) -> None:
         ) from None
     except OSError as exc:
         raise ServiceError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; systemd and other admins read it
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ServiceError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
 
 
 def _systemctl(run: Runner, command: list[str], by_hand: str, done: list[str]) -> None:
