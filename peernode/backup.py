@@ -33,7 +33,6 @@ from . import __version__
 from . import db as dbmod
 from .files import replacing
 from .home import CONFIG_FILE, DB_FILE, KEY_FILE, Home, HomeError
-from .store import RESTORED_KEY, Store
 
 MANIFEST = "peernode-backup.json"
 BACKUP_FORMAT = 1
@@ -135,7 +134,7 @@ def _check_restored(home: Home, manifest: dict[str, object], path: Path, *, mark
         has_peers = store.conn.execute("SELECT count(*) FROM peers").fetchone()[0] > 0
         if mark and has_peers:  # with no peers, nothing newer can exist anywhere to fork from
             when = time.strftime("%Y-%m-%d %H:%M")
-            store.set_meta(RESTORED_KEY, f"restored {when} from a backup of {manifest['created']}")
+            store.mark_restored(f"restored {when} from a backup of {manifest['created']}")
     finally:
         store.conn.close()
 
@@ -181,11 +180,3 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info.mtime = int(time.time())
     info.mode = 0o600
     tar.addfile(info, io.BytesIO(data))
-
-
-def confirm_own_head(store: Store) -> bool:
-    """Called once a sync with a peer has caught up: we now hold our newest entries again."""
-    if store.meta(RESTORED_KEY) is None:
-        return False
-    store.set_meta(RESTORED_KEY, None)
-    return True

@@ -118,10 +118,13 @@ def import_bundle(
             refuse(key, result.error)
         pending.clear()
 
+    def note(where: str, error: RemoteProtocolError) -> None:
+        summary.rejected.append(f"{where}: {error.reason}: {error}")
+        store.record_rejection(None, error.reason, f"bundle {path.name}: {error}")
+
     def refuse(key: LogKey, error: RemoteProtocolError) -> None:
         refused.add(key)
-        summary.rejected.append(f"{short_id(key.author)}/{key.log}: {error.reason}: {error}")
-        store.record_rejection(None, error.reason, f"bundle {path.name}: {error}")
+        note(f"{short_id(key.author)}/{key.log}", error)
 
     def take(raw: bytes) -> None:
         summary.entries += 1
@@ -129,8 +132,7 @@ def import_bundle(
             entry = decode_entry(raw, now_ms=now if now is not None else now_ms())
         except RemoteProtocolError as exc:
             flush()
-            summary.rejected.append(f"entry {summary.entries}: {exc.reason}: {exc}")
-            store.record_rejection(None, exc.reason, f"bundle {path.name}: {exc}")
+            note(f"entry {summary.entries}", exc)
             return
         key = LogKey(entry.author, entry.log)
         seen.add(key)

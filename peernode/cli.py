@@ -432,7 +432,7 @@ def restore_cmd(ctx: click.Context, file: Path, latest: bool) -> None:
     with a peer, the restored node signs nothing, so it cannot fork its own log."""
     home = restore(file, ctx.obj.path, latest=latest)
     click.echo(f"Restored node {home.node_id} into {home.path}.")
-    if home.open_store().meta("restored_at") is not None:
+    if home.open_store().restored_note() is not None:
         click.echo("Start it (`peernode run`); it signs again once it has synced with a peer.")
 
 

@@ -19,7 +19,6 @@ from .metrics import METRICS, Metrics, metrics_handler, metrics_middleware
 from .node import NODE, Node
 from .peers import JOIN_PATH, accept_join, peer_keys
 from .search import hits_json, search
-from .status import node_status
 from .sync import SyncConnection
 from .web import index
 
@@ -66,10 +65,7 @@ async def join_handler(request: web.Request) -> web.Response:
 
 async def status_handler(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    connected = set(node.connections)
-    status = await node.call(
-        lambda: node_status(node.home, node.store, running=True, connected=connected)
-    )
+    status = await node.status()
     return web.json_response(status)
 
 

@@ -27,7 +27,6 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from .node import NODE
-from .status import node_status
 
 # Latencies of API calls and the web page: milliseconds normally, seconds on a slow disk.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -170,9 +169,6 @@ def _route(request: web.Request) -> str:
 
 async def metrics_handler(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    connected = set(node.connections)
-    status = await node.call(
-        lambda: node_status(node.home, node.store, running=True, connected=connected)
-    )
+    status = await node.status()
     text = render_metrics(status, request.app[METRICS])
     return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})

@@ -19,10 +19,10 @@ from aiohttp import web
 
 from protocol import DEFAULT_LIMITS, Entry, Head, LogKey, RemoteProtocolError, short_id
 
-from .backup import confirm_own_head
 from .db import transaction
 from .home import Home
 from .peers import peer_keys
+from .status import node_status
 from .store import ApplyResult, ForkDetected, Store, now_ms
 from .sync import SyncConnection
 
@@ -52,9 +52,7 @@ class Node:
         self._data_version = -1
         # Which connection is fetching each log: one at a time, so no entry arrives twice.
         self.claims: dict[LogKey, SyncConnection] = {}
-        self.frozen: set[LogKey] = {
-            LogKey(a, log) for a, log in self.store.conn.execute("SELECT author, log FROM forks")
-        }
+        self.frozen: set[LogKey] = self._executor.submit(self.store.frozen_logs).result()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -119,6 +117,13 @@ class Node:
         for key in [k for k, owner in self.claims.items() if owner is conn]:
             self.release(conn, key)
 
+    async def status(self) -> dict[str, Any]:
+        """What `status --json`, /api/status, /metrics and the web page report."""
+        connected = set(self.connections)
+        return await self.call(
+            lambda: node_status(self.home, self.store, running=True, connected=connected)
+        )
+
     # --- store operations used by connections --------------------------------------------------
 
     async def apply(self, key: LogKey, entries: Sequence[Entry]) -> ApplyResult:
@@ -157,7 +162,7 @@ class Node:
                 "UPDATE peers SET last_sync = ?, last_seen = ?, last_error = NULL WHERE key = ?",
                 (now, now, peer),
             )
-            return confirm_own_head(self.store)
+            return self.store.clear_restored()
 
         if await self.call(write):
             log.info("caught up with %s after a restore: this node signs again", short_id(peer))

@@ -8,7 +8,7 @@ import time
 
 import aiohttp
 
-from protocol import AuthenticationError, DecodeError, short_id
+from protocol import AuthenticationError, DecodeError
 from protocol.invites import SECRET_BYTES, Invite, JoinAccept, JoinRequest, invite_id
 
 from .db import transaction
@@ -126,7 +126,3 @@ async def join(
         raise PeeringError(f"the answer from {invite.address} is not valid: {exc}") from None
     add_peer(conn, accept.key, accept.name, invite.address)
     return accept
-
-
-def describe(key: bytes, name: str) -> str:
-    return f"{name} ({short_id(key)})"

@@ -104,10 +104,6 @@ class BibRecord:
         kwargs.setdefault("title", "")
         return cls(rid=rid, **kwargs)  # type: ignore[arg-type]
 
-    def digest(self) -> bytes:
-        """A content hash, so a re-import publishes only records that really changed."""
-        return record_digest(encode_record(self.rid, self.to_wire()))
-
 
 def encode_record(rid: str, wire: Mapping[str, object]) -> bytes:
     """The canonical ``[rid, record]``: the replica's stored form, digest input and size.

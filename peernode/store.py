@@ -33,7 +33,6 @@ from protocol import (
     public_bytes,
     sign_entry,
 )
-from protocol.chains import ForkProof as _ForkProof
 from protocol.entries import decode_entry
 
 from .db import StorageFull, transaction
@@ -52,7 +51,7 @@ class OwnHeadUnconfirmed(Exception):
     """This node was restored from a backup and has not yet learned its own head from a peer."""
 
 
-RESTORED_KEY = "restored_at"
+RESTORED_KEY = "restored_at"  # in the meta table
 __all__ = ["ApplyResult", "ForkDetected", "OwnHeadUnconfirmed", "StorageFull", "Store"]
 
 
@@ -175,8 +174,11 @@ class Store:
         ).fetchone()
         return row is not None
 
-    def forks(self) -> list[_ForkProof]:
-        return [_ForkProof.from_bytes(p) for (p,) in self.conn.execute("SELECT proof FROM forks")]
+    def forks(self) -> list[ForkProof]:
+        return [ForkProof.from_bytes(p) for (p,) in self.conn.execute("SELECT proof FROM forks")]
+
+    def frozen_logs(self) -> set[LogKey]:
+        return {LogKey(a, log) for a, log in self.conn.execute("SELECT author, log FROM forks")}
 
     # --- appending our own entries -------------------------------------------------------------
 
@@ -192,7 +194,7 @@ class Store:
     ) -> Entry:
         """Sign ``body`` as the next entry of our ``log`` and make it durable before returning."""
         author = public_bytes(key)
-        restored = self.meta(RESTORED_KEY)
+        restored = self.restored_note()
         if restored is not None:
             raise OwnHeadUnconfirmed(
                 f"this node was restored from a backup ({restored}) and may be missing entries it "
@@ -255,6 +257,21 @@ class Store:
         )
 
     # --- node facts ----------------------------------------------------------------------------
+
+    def mark_restored(self, note: str) -> None:
+        """This node came back from a backup: sign nothing until ``clear_restored``."""
+        self.set_meta(RESTORED_KEY, note)
+
+    def restored_note(self) -> str | None:
+        return self.meta(RESTORED_KEY)
+
+    def clear_restored(self) -> bool:
+        """A sync has caught up with a peer, which sent back any entries we signed after the
+        backup: signing is safe again. True when a mark was cleared."""
+        if self.restored_note() is None:
+            return False
+        self.set_meta(RESTORED_KEY, None)
+        return True
 
     def meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -322,9 +339,8 @@ def record_row_values(
     )
 
 
-_JSON = json.JSONEncoder(
-    ensure_ascii=False
-)  # json.dumps(..., ensure_ascii=False) builds one a call
+# One encoder for every row: json.dumps(..., ensure_ascii=False) builds a new one each call.
+_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def _json(values: list[str]) -> str:

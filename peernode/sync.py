@@ -118,10 +118,7 @@ class SyncConnection:
                 exc,
             )
             self.close_reason = "disk full on this node"
-            if self.rep is not None:
-                for action in self.rep.close(self.close_reason):
-                    if isinstance(action, Send) and not self.ws.closed:
-                        await self.ws.send_bytes(action.data)
+            await self.perform(self.rep.close(self.close_reason))
         finally:
             for task in tasks:
                 task.cancel()
@@ -154,8 +151,9 @@ class SyncConnection:
                     if result.error is not None:
                         await self.perform(self.rep.rejected(key, result.error))
                 case Reject(error, key):
-                    said = self.rep.session.peer_key if self.rep is not None else None
-                    await self.node.note_rejection(self.peer_key or said, error)
+                    # The session knows the peer's key from its Hello, even for a stranger.
+                    assert self.rep is not None
+                    await self.node.note_rejection(self.rep.session.peer_key, error)
                 case Ready(peer_key, peer_name):
                     self.peer_key = peer_key
                     if not self.node.register(self):
@@ -226,13 +224,9 @@ class SyncConnection:
 
     async def _note_progress(self) -> None:
         rep = self.rep
-        if rep is None or not rep.ready or self.peer_key is None:
+        if rep is None or self.peer_key is None:
             return
-        caught_up = not rep.inflight and not any(
-            head.seq > (rep.local[key].seq if key in rep.local else 0)
-            for key, head in rep.theirs.items()
-            if key not in rep.blocked and self.node.trusts(key.author)
-        )
+        caught_up = rep.caught_up
         if caught_up and not self._caught_up:
             await self.node.note_synced(self.peer_key)
             await self.node.save_peer_heads(self.peer_key, dict(rep.theirs))

@@ -10,7 +10,6 @@ from aiohttp import web
 
 from .node import NODE
 from .search import search
-from .status import node_status
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -23,10 +22,7 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-
 async def index(request: web.Request) -> web.Response:
     node = request.app[NODE]
     query = request.query.get("q", "")[:500]
-    connected = set(node.connections)
-    status = await node.call(
-        lambda: node_status(node.home, node.store, running=True, connected=connected)
-    )
+    status = await node.status()
     hits = await node.call(search, node.store.conn, query, 20) if query else []
     html = _TEMPLATES.get_template("index.html").render(status=status, query=query, hits=hits)
     return web.Response(

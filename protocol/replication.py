@@ -34,7 +34,7 @@ from .errors import (
 )
 from .identity import short_id
 from .limits import DEFAULT_LIMITS, Limits
-from .messages import Ack, Auth, Close, Entries, Frontier, Hello, Request, encode_message
+from .messages import Ack, Auth, Close, Entries, Frontier, Hello, Request
 from .session import Session, State
 
 # Which logs to fetch first when several are behind: small, urgent ones (a library's profile;
@@ -148,6 +148,19 @@ class Replicator:
     @property
     def peer(self) -> str:
         return self.session.peer
+
+    @property
+    def caught_up(self) -> bool:
+        """Ready, nothing in flight, and no log we follow where the peer is ahead of us."""
+        return (
+            self.ready
+            and not self.inflight
+            and not any(
+                head.seq > (self.local[key].seq if key in self.local else 0)
+                for key, head in self.theirs.items()
+                if key not in self.blocked and self.trusted(key.author)
+            )
+        )
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -432,8 +445,3 @@ class Replicator:
 def msg_peer_key(session: Session) -> bytes:
     assert session.peer_key is not None, "peer key is known once its hello was accepted"
     return session.peer_key
-
-
-def encode_close(reason: str) -> bytes:
-    """A Close message for a connection refused before any session existed."""
-    return encode_message(Close(reason))
