@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 with atheris.instrument_imports():
     import msgpack
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
     from protocol import (
         ForkProof,
@@ -37,6 +38,7 @@ with atheris.instrument_imports():
         node_id,
         parse_node_id,
     )
+    from protocol.channel import Channel
     from protocol.encoding import pack, unpack
     from protocol.limits import Limits
     from protocol.messages import (
@@ -49,7 +51,7 @@ _KEY = samples.KEY
 _MESSAGES = samples.MESSAGES
 _ENTRIES = samples.ENTRIES
 _PAYLOADS = [msgpack.unpackb(raw)[0] for raw in _ENTRIES]
-_SAMPLES = [*_MESSAGES, *_ENTRIES, *_PAYLOADS, *samples.PROOFS]
+_SAMPLES = [*_MESSAGES, *_ENTRIES, *_PAYLOADS, *samples.PROOFS, *samples.FRAMES]
 _LIMITS = [Limits(), Limits(max_string_bytes=64, max_list_items=8, max_map_items=8)]
 
 
@@ -81,6 +83,16 @@ def _signed_payload(data: bytes, limits: Limits) -> None:
     _entry(pack([data, _KEY.sign(b"peernode/entry/v1\x00" + data)]), limits)
 
 
+def _frame(data: bytes, limits: Limits) -> None:
+    # Sealed with the right key, so the flag byte and the bounded inflate behind the tag are
+    # explored, not just the tag failing.
+    sealed = ChaCha20Poly1305(samples.FRAME_KEY).encrypt(bytes(12), data, None)
+    if len(Channel(samples.FRAME_KEY, samples.FRAME_KEY, limits=limits).open(sealed)) > (
+        limits.max_message_bytes
+    ):
+        raise AssertionError("a frame inflated past the message limit")
+
+
 def _proof(data: bytes, limits: Limits) -> None:
     ForkProof.from_bytes(data, limits).verify(limits)
 
@@ -102,6 +114,7 @@ _DECODERS: list[Callable[[bytes, Limits], None]] = [
     _unpack,
     _proof,
     _node_id,
+    _frame,
 ]
 
 

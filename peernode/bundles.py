@@ -66,8 +66,9 @@ class ImportSummary:
 def export_bundle(store: Store, path: Path, since: Mapping[LogKey, int]) -> ExportSummary:
     """Write every stored entry after ``since`` (per log; absent = from the start) to ``path``."""
     heads = store.heads()
+    bases = store.bases()  # logs we hold only from a snapshot's checkpoint on
     ranges = [
-        (key, since.get(key, 0) + 1, head.seq)
+        (key, max(since.get(key, 0) + 1, bases.get(key, 1)), head.seq)
         for key, head in sorted(heads.items())
         if head.seq > since.get(key, 0)
     ]

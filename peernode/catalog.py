@@ -34,7 +34,8 @@ class ImportSummary:
     changed: int = 0
     unchanged: int = 0
     deleted: int = 0
-    entries: int = 0
+    entries: int = 0  # batches of changes signed
+    checkpoint: int | None = None  # seq of the checkpoint signed after them
     rejected: list[Rejected] = field(default_factory=list)
     # Set when the file could not be read to its end: records missing from it are then not
     # deleted, since a truncated file would otherwise wipe part of the published catalogue.
@@ -50,6 +51,7 @@ class ImportSummary:
             "deleted": self.deleted,
             "rejected": len(self.rejected),
             "entries": self.entries,
+            "checkpoint": self.checkpoint,
             "deletions_skipped": self.deletions_skipped,
             "rejections": [{"position": r.position, "reason": r.reason} for r in self.rejected],
         }
@@ -105,6 +107,10 @@ def import_catalog(
     for batch in batches(operations()):
         store.append(key, CATALOG_LOG, CATALOG, {"ops": batch}, source=source)
         summary.entries += 1
+    if store.needs_checkpoint(CATALOG_LOG):
+        # A signed statement of the whole catalogue after each import that changed it: new
+        # nodes start from it (a snapshot) instead of replaying every edit ever made.
+        summary.checkpoint = store.checkpoint(key, CATALOG_LOG).seq
     return summary
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from protocol import Head, LogKey, ProtocolError, place, short_id
+from protocol import CHECKPOINT, Head, LogKey, Placement, ProtocolError, place, short_id
 from protocol.entries import decode_entry
 
 from .store import Store
@@ -27,6 +27,7 @@ def check_store(store: Store) -> CheckReport:
     report = CheckReport()
     report.integrity = "; ".join(r[0] for r in store.conn.execute("PRAGMA integrity_check"))
     walked: dict[LogKey, Head] = {}
+    bases = store.bases()  # logs started from a snapshot begin at their checkpoint
     for author, log, seq, raw in store.iter_entries():
         key = LogKey(author, log)
         report.entries += 1
@@ -35,7 +36,11 @@ def check_store(store: Store) -> CheckReport:
             entry = decode_entry(raw, now_ms=None)
             if (entry.author, entry.log, entry.seq) != (author, log, seq):
                 raise ProtocolError("stored under the wrong author, log or seq")
-            place(walked.get(key), entry)
+            if key in walked or seq != bases.get(key, 1):
+                if place(walked.get(key), entry) is not Placement.NEXT:
+                    raise ProtocolError("a gap in the log: earlier entries are missing")
+            elif entry.kind != CHECKPOINT and seq > 1:
+                raise ProtocolError("the log starts from a base that is not a checkpoint")
         except ProtocolError as exc:
             report.problems.append(f"{where}: {exc}")
             continue

@@ -13,8 +13,9 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from protocol import LogKey, node_id, parse_node_id
+from protocol.membership import ADMIT, REMOVE, REVOKE
 
-from . import __version__
+from . import __version__, members
 from .backup import BackupError, backup, export_key, restore
 from .bundles import (
     BundleError,
@@ -28,14 +29,16 @@ from .catalog import import_catalog
 from .check import check_store
 from .db import DatabaseError, StorageFull
 from .doctor import format_findings, run_checks
+from .exporters import EXPORT_FORMATS, ExportError, export_catalog
 from .home import DEFAULT_LISTEN, Home, HomeError, init_home, parse_listen, resolve_home
 from .importers import FORMATS, ImportFileError
 from .logs import configure as configure_logging
-from .peers import PeeringError, add_peer, create_invite, join, peer_keys
+from .peers import PeeringError, add_peer, admit_peer, create_invite, join
 from .search import hits_json, search
 from .service import ServiceError, install_service, uninstall_service
-from .status import node_status, peer_rows
-from .store import OwnHeadUnconfirmed
+from .snapshots import SnapshotError, export_snapshot, import_snapshot
+from .status import discovered_address, discovered_rows, node_status, peer_rows
+from .store import OwnHeadUnconfirmed, now_ms
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,9 +59,11 @@ class _Errors(click.Group):
             ImportFileError,
             PeeringError,
             BundleError,
+            SnapshotError,
             BackupError,
             OwnHeadUnconfirmed,
             ServiceError,
+            ExportError,
         ) as exc:
             if isinstance(exc, StorageFull):
                 raise click.ClickException(
@@ -135,9 +140,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Show this node: id, records in the replica, peers, rejected entries."""
     home = _home(ctx)
     running = home.daemon_running()
-    connected = _connected_peers(home) if running else set()
+    live = _daemon_peers(home) if running else {}
     store = home.open_store()
-    data = node_status(home, store, running=running, connected=connected)
+    data = node_status(home, store, running=running, connected=_connected(live))
+    _overlay_live(data["peers"], live)
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
@@ -152,19 +158,37 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"peers:     {len(data['peers'])}")
     for peer in data["peers"]:
         click.echo("  " + _peer_line(peer))
+    if data["discovered"]:
+        click.echo(
+            f"seen:      {data['discovered']} other node(s) on this network, not peers "
+            "(`peernode peer list`)"
+        )
 
 
-def _connected_peers(home: Home) -> set[bytes]:
-    """Ask the running daemon which peers are connected (only it knows)."""
+def _daemon_peers(home: Home) -> dict[str, dict[str, Any]]:
+    """Ask the running daemon for its peer rows: only it knows who is connected, and its
+    liveness values are newer than the table's (written once per heartbeat interval)."""
     import urllib.request
 
     try:
         url = f"http://{home.daemon_address() or home.config.listen}/api/status"
         with urllib.request.urlopen(url, timeout=2) as response:
             peers = json.load(response)["peers"]
-        return {parse_node_id(p["node_id"]) for p in peers if p["connected"]}
+        return {str(p["node_id"]): p for p in peers}
     except (OSError, ValueError, KeyError):
-        return set()
+        return {}
+
+
+def _connected(live: dict[str, dict[str, Any]]) -> set[bytes]:
+    return {parse_node_id(nid) for nid, p in live.items() if p.get("connected")}
+
+
+_LIVE_FIELDS = ("last_seen", "last_heartbeat", "behind", "behind_since")
+
+
+def _overlay_live(rows: list[dict[str, Any]], live: dict[str, dict[str, Any]]) -> None:
+    for row in rows:
+        row.update({k: v for k, v in live.get(row["node_id"], {}).items() if k in _LIVE_FIELDS})
 
 
 def _when(ms: int | None) -> str:
@@ -177,6 +201,9 @@ def _peer_line(peer: dict[str, Any]) -> str:
     state = "connected" if peer["connected"] else "offline"
     line = f"{peer['name']}  {peer['node_id']}  {peer['address'] or '-'}  {state}"
     line += f"  last sync {_when(peer['last_sync'])}"
+    line += f"\n      last seen {_when(peer.get('last_seen'))}"
+    if peer.get("behind"):
+        line += f", behind by {peer['behind']} entries since {_when(peer['behind_since'])}"
     if peer["last_error"] and not peer["connected"]:
         line += f"\n      last error: {peer['last_error']}"
     return line
@@ -266,6 +293,42 @@ def import_cmd(ctx: click.Context, file: Path, fmt: str, source: str | None, as_
         click.echo(f"  ... and {len(summary.rejected) - 50} more (use --json for all)")
 
 
+@catalog.command("export")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    help="marc (MARC 21, ISO 2709, UTF-8) or marcxml. Default: marcxml for a .xml file, else marc.",
+)
+@click.option(
+    "--library",
+    metavar="NODE_ID",
+    help="Export that library's catalogue from this node's replica instead of our own.",
+)
+@click.option("--record", "rid", metavar="ID", help="Export only the record with this id.")
+@click.pass_context
+def export_cmd(
+    ctx: click.Context, file: Path, fmt: str | None, library: str | None, rid: str | None
+) -> None:
+    """Write our catalogue (or another library's, or one record) to FILE as MARC 21 or
+    MARCXML, for copy cataloguing in any library system."""
+    home = _home(ctx)
+    author = home.public_key
+    if library:
+        try:
+            author = parse_node_id(library)
+        except ValueError as exc:
+            _fail(str(exc))
+    fmt = fmt or ("marcxml" if file.suffix.lower() == ".xml" else "marc")
+    store = home.open_store()
+    try:
+        summary = export_catalog(store.conn, file, fmt, author=author, rid=rid)
+    finally:
+        store.conn.close()
+    click.echo(f"Wrote {summary.records} records to {file} ({fmt}, {summary.bytes:,} bytes).")
+
+
 @cli.group()
 def peer() -> None:
     """Peers: the libraries this node syncs with."""
@@ -290,35 +353,68 @@ def invite(ctx: click.Context) -> None:
 @click.argument("code")
 @click.pass_context
 def join_cmd(ctx: click.Context, code: str) -> None:
-    """Join the library whose invite CODE you were given; both become peers."""
+    """Join the library whose invite CODE you were given; both become peers and admit each
+    other as members. A new node joins the inviter's network (it learns its founders)."""
     home = _home(ctx)
     store = home.open_store()
-    accept = asyncio.run(join(home, store.conn, code))
+    fresh = members.is_fresh(store)
+    accept = asyncio.run(join(home, store, code))
     click.echo(f"Joined {accept.name} ({node_id(accept.key)}).")
     click.echo("Check that id with them. Your daemon will sync with it while it runs.")
+    if not fresh:
+        click.echo(
+            "This node had admitted libraries of its own, so it keeps its own founders: to merge "
+            "the two networks, see docs/security.md (Founders)."
+        )
 
 
 @peer.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of peers.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print a JSON array: the peers, then the nodes seen on this network ("peer": false).',
+)
 @click.pass_context
 def peer_list(ctx: click.Context, as_json: bool) -> None:
-    """List peers with their address, whether connected, and when they last synced."""
+    """List peers with their address, whether connected, when they last synced, when they were
+    last seen (directly, or by a heartbeat other members passed on) and how far this node is
+    behind them; then the nodes seen on this network (mDNS) that are not peers, with which
+    nothing is exchanged."""
     home = _home(ctx)
-    connected = _connected_peers(home) if home.daemon_running() else set()
-    rows = peer_rows(home.open_store(), connected)
+    live = _daemon_peers(home) if home.daemon_running() else {}
+    store = home.open_store()
+    rows = peer_rows(store, _connected(live))
+    _overlay_live(rows, live)
+    seen = discovered_rows(store.conn, now_ms())
     if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-    elif not rows:
+        listed = [{**row, "peer": True} for row in rows] + seen
+        click.echo(json.dumps(listed, indent=2, ensure_ascii=False))
+        return
+    if not rows:
         click.echo("No peers yet: `peernode peer invite` here, or `peernode peer join CODE`.")
-    else:
-        for row in rows:
-            click.echo(_peer_line(row))
+    for row in rows:
+        click.echo(_peer_line(row))
+    if seen:
+        click.echo("")
+        click.echo(
+            "Seen on this network, not a peer (nothing is exchanged): invite it with "
+            "`peernode peer invite`, after checking its id with its staff."
+        )
+        for row in seen:
+            click.echo(f"{row['name']}  {row['node_id']}  {row['address']}")
+            click.echo(f"      last seen {_when(row['last_seen'])}")
 
 
 @peer.command("add")
 @click.argument("node_id_text", metavar="NODE_ID")
 @click.option("--name", default="", help="The library's name, until its profile arrives.")
-@click.option("--address", metavar="HOST:PORT", help="Where to reach it, if it has a link.")
+@click.option(
+    "--address",
+    metavar="HOST:PORT",
+    help="Where to reach it, if it has a link. Default: where it announced itself on this "
+    "network, if it did (the daemon still checks that the node there holds NODE_ID's key).",
+)
 @click.pass_context
 def peer_add(ctx: click.Context, node_id_text: str, name: str, address: str | None) -> None:
     """Trust a library by its node id, read out by its staff (for libraries with no link,
@@ -330,10 +426,16 @@ def peer_add(ctx: click.Context, node_id_text: str, name: str, address: str | No
         _fail(str(exc))
     if key == home.public_key:
         _fail("that is this node's own id")
+    store = home.open_store()
     if address is not None:
         parse_listen(address)
-    add_peer(home.open_store().conn, key, name or node_id(key)[:9], address)
-    click.echo(f"Added {name or 'the library'} ({node_id(key)}) as a peer.")
+    else:
+        address = discovered_address(store.conn, key)
+        if address is not None:
+            click.echo(f"Using the address it announced on this network: {address}.")
+    add_peer(store.conn, key, name or node_id(key)[:9], address)
+    admit_peer(store, home, key, name)
+    click.echo(f"Added {name or 'the library'} ({node_id(key)}) as a peer, and admitted it.")
 
 
 @cli.group()
@@ -385,8 +487,8 @@ def bundle_import(ctx: click.Context, file: Path, as_json: bool) -> None:
     daemon passes them on to its peers."""
     home = _home(ctx)
     store = home.open_store()
-    peers = peer_keys(store.conn)
-    summary = import_bundle(store, file, lambda a: a == home.public_key or a in peers)
+    summary = import_bundle(store, file, members.TrustView(store))
+    members.save(store)  # statements the bundle carried
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False))
         return
@@ -406,6 +508,53 @@ def bundle_frontier(ctx: click.Context, file: Path) -> None:
     (`bundle export --since FILE`)."""
     count = write_frontier(_home(ctx).open_store(), file)
     click.echo(f"Wrote the heads of {count} logs to {file}.")
+
+
+@cli.group()
+def snapshot() -> None:
+    """Start a new node from each catalogue's latest signed checkpoint instead of its history.
+
+    Every `import` ends with a checkpoint: the library's signed statement of its whole
+    catalogue. A snapshot carries that state with the checkpoint, so the new node checks it
+    against the author's signature and skips the edits that led there.
+    """
+
+
+@snapshot.command("export")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.pass_context
+def snapshot_export(ctx: click.Context, file: Path) -> None:
+    """Write every log this node holds to FILE, catalogues as their checkpointed state."""
+    summary = export_snapshot(_home(ctx).open_store(), file)
+    click.echo(
+        f"Wrote {summary.records:,} records and {summary.entries:,} entries of {summary.logs} "
+        f"logs to {file} ({summary.bytes:,} bytes)."
+    )
+    for line in summary.skipped:
+        click.echo(f"  left out {line}")
+
+
+@snapshot.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def snapshot_import(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Load the logs of FILE that this node trusts and does not hold yet. Each catalogue's
+    records must match its author's signed checkpoint, or that catalogue is left out whole.
+    Best run before the first `peernode run`; the daemon then fetches only what is newer."""
+    home = _home(ctx)
+    store = home.open_store()
+    summary = import_snapshot(store, file, members.TrustView(store))
+    members.save(store)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False))
+        return
+    click.echo(
+        f"{file}: {summary.records:,} records and {summary.entries:,} entries of "
+        f"{summary.logs} logs loaded{'' if summary.complete else ' (the file is damaged)'}."
+    )
+    for line in summary.skipped[:50]:
+        click.echo(f"  left out {line}")
 
 
 @cli.command("backup")
@@ -459,6 +608,184 @@ def key_export(ctx: click.Context, file: Path, passphrase: str) -> None:
     except FileExistsError:
         _fail(f"{file} already exists; choose another name")
     click.echo(f"Wrote the encrypted key to {file}. Keep it and the passphrase apart.")
+
+
+@key.command("revoke")
+@click.option("--reason", default="", help="Why, for the other libraries (e.g. 'PC stolen').")
+@click.option(
+    "--successor",
+    metavar="NODE_ID",
+    help="This library's new node: admitted (in this key's role) just before the revoke, so "
+    "it keeps the old key's place in the network.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def key_revoke(ctx: click.Context, reason: str, successor: str | None, yes: bool) -> None:
+    """Declare this node's key compromised (stolen or copied): sign a revoke that every member
+    honours once it arrives. The key is never trusted again, here or anywhere; what it signed
+    before stays. Then carry on with a new node (docs/security.md, "A stolen key")."""
+    home = _home(ctx)
+    store = home.open_store()
+    new_key = None
+    if successor:
+        try:
+            new_key = parse_node_id(successor)
+        except ValueError as exc:
+            _fail(str(exc))
+        if new_key == home.public_key:
+            _fail("the successor must be a new node, not this one")
+    if not yes:
+        click.confirm(
+            f"Revoke {home.node_id} for good? This node will not be trusted by any member again.",
+            abort=True,
+        )
+    membership = members.load(store)
+    if new_key is not None:
+        me = membership.members.get(home.public_key)
+        role = "admin" if me is not None and me.admin else None
+        members.sign(store, home.key, ADMIT, new_key, f"{home.config.name} (new key)", role=role)
+        click.echo(f"Admitted the successor {node_id(new_key)}.")
+    members.sign(store, home.key, REVOKE, home.public_key, home.config.name, reason=reason)
+    click.echo(f"Revoked {home.node_id}.")
+    click.echo(
+        "Keep the daemon running until a peer has synced (`peernode status`), or carry the revoke "
+        "to a member in a bundle (`peernode bundle export`). Then retire this node."
+    )
+
+
+def _member_key(home: Home, text: str) -> bytes:
+    try:
+        key = parse_node_id(text)
+    except ValueError as exc:
+        _fail(str(exc))
+    if key == home.public_key:
+        _fail("that is this node's own id")
+    return key
+
+
+@cli.group()
+def member() -> None:
+    """Members: the libraries of this network, admitted by signed statements that replicate."""
+
+
+@member.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of members.")
+@click.pass_context
+def member_list(ctx: click.Context, as_json: bool) -> None:
+    """List every library named in membership statements: name, id, who admitted it, role and
+    status (member, pending = not admitted by a current member, removed, revoked, blocked)."""
+    store = _home(ctx).open_store()
+    rows = members.member_rows(store, members.load(store))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        marks = ", ".join(
+            m
+            for m in (
+                "founder" if row["founder"] else "",
+                "this node" if row["self"] else "",
+                "pinned" if row["pinned"] else "",
+            )
+            if m
+        )
+        click.echo(f"{row['name']}  {row['node_id']}  {row['status']}  {row['role']}")
+        by = ", ".join(row["admitted_by"]) or ("-" if not row["founder"] else "founder")
+        click.echo(f"      admitted by: {by}" + (f"  ({marks})" if marks else ""))
+        if row["reason"] or row["removed_by"]:
+            click.echo(f"      {row['status']}: {row['reason'] or '-'}")
+
+
+@member.command("admit")
+@click.argument("node_id_text", metavar="NODE_ID")
+@click.option("--name", default="", help="The library's name, until its profile arrives.")
+@click.option("--admin", is_flag=True, help="Admit it as an admin (it may remove any member).")
+@click.pass_context
+def member_admit(ctx: click.Context, node_id_text: str, name: str, admin: bool) -> None:
+    """Vouch for a library: admit it (again, after a removal you made), or make it an admin.
+    It needs a link too: `peer join`, `peer add`, or a member that syncs with it."""
+    home = _home(ctx)
+    key = _member_key(home, node_id_text)
+    store = home.open_store()
+    members.sign(store, home.key, ADMIT, key, name, role="admin" if admin else "member")
+    status = members.load(store).status(key)
+    click.echo(
+        f"Admitted {node_id(key)}{' as an admin' if admin else ''}; its status here: {status}."
+    )
+
+
+@member.command("remove")
+@click.argument("node_id_text", metavar="NODE_ID")
+@click.option("--reason", default="", help="Why, for the other libraries.")
+@click.pass_context
+def member_remove(ctx: click.Context, node_id_text: str, reason: str) -> None:
+    """Remove a member from the network: signed, it reaches every member, which then stops
+    replicating that library and refuses its sessions. Valid from an admin, or from the library
+    that admitted it; members only it vouched for drop out with it."""
+    home = _home(ctx)
+    key = _member_key(home, node_id_text)
+    store = home.open_store()
+    membership = members.load(store)
+    target = membership.members.get(key)
+    me = membership.members.get(home.public_key)
+    if target is not None and target.founder:
+        _fail(f"{node_id(key)} is a founder of this network: founders cannot be removed")
+    if not (me is not None and me.admin) and (
+        target is None or home.public_key not in target.admitted_by
+    ):
+        _fail(
+            "only an admin, or the library that admitted it, may remove a member: this node is "
+            "neither for that id, so its statement would not count"
+        )
+    name = target.name if target is not None else ""
+    members.sign(store, home.key, REMOVE, key, name, reason=reason)
+    status = members.load(store).status(key)
+    click.echo(f"Removed {node_id(key)}; its status here: {status}.")
+
+
+@cli.group()
+def block() -> None:
+    """This node's own block list: keys it never syncs with nor replicates (not replicated)."""
+
+
+@block.command("add")
+@click.argument("node_id_text", metavar="NODE_ID")
+@click.option("--reason", default="", help="A note for yourself.")
+@click.pass_context
+def block_add(ctx: click.Context, node_id_text: str, reason: str) -> None:
+    """Block a key here: its sessions are refused at the handshake and its logs not fetched,
+    whatever the network says. The running daemon applies it within a second."""
+    home = _home(ctx)
+    key = _member_key(home, node_id_text)
+    members.block(home.open_store().conn, key, reason)
+    click.echo(f"Blocked {node_id(key)}.")
+
+
+@block.command("remove")
+@click.argument("node_id_text", metavar="NODE_ID")
+@click.pass_context
+def block_remove(ctx: click.Context, node_id_text: str) -> None:
+    """Take a key off the block list."""
+    home = _home(ctx)
+    key = _member_key(home, node_id_text)
+    if not members.unblock(home.open_store().conn, key):
+        _fail(f"{node_id(key)} is not blocked here")
+    click.echo(f"Unblocked {node_id(key)}.")
+
+
+@block.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def block_list(ctx: click.Context, as_json: bool) -> None:
+    """List the keys blocked on this node."""
+    rows = members.block_rows(_home(ctx).open_store().conn)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif not rows:
+        click.echo("Nothing is blocked.")
+    for row in rows if not as_json else []:
+        note = f"  ({row['reason']})" if row["reason"] else ""
+        click.echo(f"{row['name'] or '-'}  {row['node_id']}  since {_when(row['added_at'])}{note}")
 
 
 @cli.group()

@@ -14,10 +14,13 @@ from aiohttp import web
 
 from protocol import RemoteProtocolError, short_id
 
+from .discovery import discovery_context
 from .home import Home, HomeError, parse_listen
 from .metrics import METRICS, Metrics, metrics_handler, metrics_middleware
 from .node import NODE, Node
-from .peers import JOIN_PATH, accept_join, peer_keys
+from .oai import PATH as OAI_PATH
+from .oai import oai_handler
+from .peers import JOIN_PATH, accept_join
 from .search import hits_json, search
 from .sync import SyncConnection
 from .web import index
@@ -26,22 +29,37 @@ log = logging.getLogger("peernode.daemon")
 
 WATCH_SECONDS = 0.5
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
-MAX_CONNECTIONS = 64
 JOINER_GRACE_SECONDS = 5.0
+JOIN_READ_SECONDS = 10.0  # a join request is one small POST: a client trickling it is cut off
 
 
 async def sync_handler(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
-    if len(node.all_connections) >= MAX_CONNECTIONS:
+    if len(node.all_connections) >= node.config.max_connections:
+        counts = node.liveness.counts
+        counts["connections_refused"] += 1
+        if counts["connections_refused"] % 100 == 1:  # a storm of them logs once per hundred
+            log.warning(
+                "refused a sync connection from %s: %d open, max_connections is %d",
+                request.remote,
+                len(node.all_connections),
+                node.config.max_connections,
+            )
         raise web.HTTPServiceUnavailable(text="too many connections")
+    idle = node.liveness.idle_seconds
     ws = web.WebSocketResponse(
         max_msg_size=node.limits.max_message_bytes + 1024,
-        heartbeat=30,
-        compress=node.config.compress == "yes",  # used only when the dialling side offers it
+        heartbeat=node.liveness.interval,  # WebSocket pings: a dead TCP link ends soon
+        receive_timeout=idle + 10,  # a backstop: SyncConnection closes an idle session first
+        compress=False,  # sessions deflate before sealing; ciphertext does not shrink
     )
-    await ws.prepare(request)
     conn = SyncConnection(node, ws, dialed=False, expected_peer=None)
-    node.all_connections.add(conn)
+    node.all_connections.add(conn)  # counted before the first await, so the cap holds
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        node.all_connections.discard(conn)
+        raise
     reason = await conn.run()
     log.debug("inbound connection from %s ended: %s", request.remote, reason)
     return ws
@@ -49,13 +67,17 @@ async def sync_handler(request: web.Request) -> web.StreamResponse:
 
 async def join_handler(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    data = await request.content.read(8192)
     try:
-        joiner, accept = await node.call(accept_join, node.home, node.store.conn, data)
+        async with asyncio.timeout(JOIN_READ_SECONDS):
+            data = await request.content.read(8192)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="the join request did not arrive in time") from None
+    try:
+        joiner, accept = await node.call(accept_join, node.home, node.store, data)
     except RemoteProtocolError as exc:
         log.warning("refused a join from %s: %s", request.remote, exc)
         return web.Response(status=403, text=str(exc))
-    node.peers = await node.call(peer_keys, node.store.conn)
+    await node.signed_here()  # the joiner is pinned, and our admit of it goes out
     # The joiner records us only when our answer reaches it, and dials us right after; dialling
     # it at once would be refused as "not a peer". Give it a moment first.
     await node.start_dialers(first_delay=JOINER_GRACE_SECONDS)
@@ -80,7 +102,8 @@ async def search_handler(request: web.Request) -> web.Response:
     return web.Response(text=hits_json(hits), content_type="application/json")
 
 
-def make_app(home: Home) -> web.Application:
+def make_app(home: Home, listen: str | None = None) -> web.Application:
+    """The daemon's app; ``listen`` (default: the setting) is where it serves, for discovery."""
     app = web.Application(client_max_size=16 * 1024)
     app[METRICS] = Metrics()
     app.middlewares.append(metrics_middleware(app[METRICS]))
@@ -101,6 +124,9 @@ def make_app(home: Home) -> web.Application:
         await app[NODE].stop()
 
     app.cleanup_ctx.append(lifecycle)
+    app.cleanup_ctx.append(liveness_context)
+    # After the node, so it stops first: goodbye packets go out while the node still runs.
+    app.cleanup_ctx.append(discovery_context(listen or home.config.listen))
     app.on_shutdown.append(close_connections)
     app.router.add_get("/", index)
     app.router.add_get("/sync", sync_handler)
@@ -108,7 +134,20 @@ def make_app(home: Home) -> web.Application:
     app.router.add_get("/api/status", status_handler)
     app.router.add_get("/api/search", search_handler)
     app.router.add_get("/metrics", metrics_handler)
+    app.router.add_route("GET", OAI_PATH, oai_handler)  # OAI-PMH 2.0: GET and POST
+    app.router.add_route("POST", OAI_PATH, oai_handler)
     return app
+
+
+async def liveness_context(app: web.Application) -> AsyncIterator[None]:
+    """Heartbeats (and the liveness table), and the deadline of the start-up own-head check."""
+    node = app[NODE]
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(node.liveness.run()), loop.create_task(node.own_head_deadline())]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def run_daemon(home: Home, listen: str | None = None) -> None:
@@ -118,7 +157,16 @@ def run_daemon(home: Home, listen: str | None = None) -> None:
     try:
         log.info("starting peernode %s (%s) on %s:%d", config.name, home.node_id, host, port)
         try:
-            web.run_app(make_app(home), host=host, port=port, print=None, access_log=None)
+            web.run_app(
+                make_app(home, listen),
+                host=host,
+                port=port,
+                print=None,
+                access_log=None,
+                # aiohttp's own default keeps an idle connection an hour, and a client that
+                # never finishes its request's headers is idle too: cut both off much sooner.
+                keepalive_timeout=3 * config.heartbeat_seconds,
+            )
         except OSError as exc:
             raise HomeError(
                 f"cannot listen on {host}:{port}: {exc.strerror or exc}. Is another program (or "

@@ -125,27 +125,131 @@ def _v3(db: sqlite_utils.Database) -> None:
 
 
 def _v4(db: sqlite_utils.Database) -> None:
-    # Snapshots (issue 7): logs whose history before ``base`` was never fetched, because the
-    # node started from an author-signed checkpoint. Filled in by the snapshot work.
-    pass
+    # Snapshots: logs this node started from an author-signed checkpoint at ``base`` instead of
+    # replaying from seq 1. It holds and serves entries from ``base`` on, and says so to peers.
+    db.executescript(
+        """
+        CREATE TABLE log_bases (
+            author BLOB NOT NULL, log TEXT NOT NULL, base INTEGER NOT NULL,
+            PRIMARY KEY (author, log)
+        ) WITHOUT ROWID;
+        """
+    )
 
 
 def _v5(db: sqlite_utils.Database) -> None:
-    # Discovery (issue 3): nodes seen on the LAN through mDNS. Filled in by the discovery work.
-    pass
+    # Discovery (issue 3): nodes seen on the LAN through mDNS. A sighting, not trust: nothing
+    # here is ever read by sync; `peer list` and `status` show it, `peer add` may take the
+    # address (the dialler still demands the key). last_seen is ms; the daemon prunes old rows.
+    db.executescript(
+        """
+        CREATE TABLE discovered (
+            key BLOB PRIMARY KEY, name TEXT NOT NULL, address TEXT NOT NULL,
+            version INTEGER NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL
+        );
+        CREATE INDEX discovered_last_seen ON discovered (last_seen);
+        """
+    )
 
 
 def _v6(db: sqlite_utils.Database) -> None:
-    # Membership (issue 3): admitted members and the local block list. Filled in by that work.
-    pass
+    # Membership (issue 3). member_statements: every `member` entry we hold, materialised from
+    # the members logs; members: their fold (protocol/membership.py), rewritten on every change,
+    # for queries (search hides removed and revoked libraries). founders: this node's trust
+    # anchors; empty means "we founded our own network". blocks: the local block list, never
+    # replicated.
+    db.executescript(
+        """
+        CREATE TABLE member_statements (
+            author BLOB NOT NULL, seq INTEGER NOT NULL, op TEXT NOT NULL, key BLOB NOT NULL,
+            name TEXT NOT NULL, role TEXT NOT NULL, reason TEXT NOT NULL, ts INTEGER NOT NULL,
+            PRIMARY KEY (author, seq)
+        ) WITHOUT ROWID;
+        CREATE TABLE members (
+            key BLOB PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL,
+            role TEXT NOT NULL, founder INTEGER NOT NULL, admitted_by TEXT NOT NULL,
+            removed_by BLOB, reason TEXT NOT NULL
+        );
+        CREATE TABLE founders (key BLOB PRIMARY KEY, added_at INTEGER NOT NULL);
+        CREATE TABLE blocks (key BLOB PRIMARY KEY, reason TEXT NOT NULL, added_at INTEGER NOT NULL);
+        """
+    )
 
 
 def _v7(db: sqlite_utils.Database) -> None:
-    # Liveness (issue 3): heartbeats, last-seen and lag per peer. Filled in by that work.
-    pass
+    # Liveness (issue 3): per member, its newest signed heartbeat (heard directly or relayed),
+    # and for direct peers the sync lag: entries the peer holds that we lack, and since when.
+    db.executescript(
+        """
+        CREATE TABLE liveness (
+            key BLOB PRIMARY KEY, beat_at INTEGER, heard_at INTEGER,
+            behind INTEGER NOT NULL DEFAULT 0, behind_since INTEGER
+        ) WITHOUT ROWID;
+        """
+    )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+def _v8(db: sqlite_utils.Database) -> None:
+    # OAI-PMH (issue 8): persistent deletes. A tombstone per record whose latest catalogue op is
+    # a "del" (seq: that entry; deleted_at: its signed timestamp, ms); a later "put" removes it.
+    # The indexes let peernode/oai.py page through one catalogue entry's records and tombstones
+    # in id order, and walk catalogue entries in the order this node received them.
+    db.executescript(
+        """
+        CREATE TABLE deleted_records (
+            author BLOB NOT NULL, rid TEXT NOT NULL, seq INTEGER NOT NULL,
+            deleted_at INTEGER NOT NULL,
+            PRIMARY KEY (author, rid)
+        ) WITHOUT ROWID;
+        CREATE INDEX deleted_records_seq ON deleted_records (author, seq, rid);
+        CREATE INDEX records_seq ON records (author, seq, rid);
+        CREATE INDEX entries_received ON entries (log, received_at);
+        """
+    )
+    _backfill_tombstones(db.conn)
+
+
+def _backfill_tombstones(conn: sqlite3.Connection) -> None:
+    """Tombstones for the deletions already in the stored catalogue entries.
+
+    Only entries whose bytes hold the msgpack string "del" are decoded (a put-only import has
+    none), and a tombstone whose record exists again today (put after the del) is dropped.
+    Deletions before a snapshot's checkpoint are not known here: the snapshot holds only the
+    records that were live.
+    """
+    from protocol.entries import decode_entry  # the migration alone needs the protocol
+
+    latest: dict[tuple[bytes, str], tuple[int, int]] = {}
+    rows = conn.execute(
+        "SELECT raw FROM entries WHERE kind = 'catalog' AND instr(raw, X'a364656c') > 0"
+    )
+    for (raw,) in rows:
+        entry = decode_entry(raw, now_ms=None)
+        for op in entry.body["ops"]:
+            if op[0] == "del":
+                key = (entry.author, op[1])
+                if latest.get(key, (0, 0))[0] < entry.seq:
+                    latest[key] = (entry.seq, entry.timestamp)
+    conn.executemany(
+        "INSERT INTO deleted_records (author, rid, seq, deleted_at) VALUES (?, ?, ?, ?)",
+        ((author, rid, seq, ts) for (author, rid), (seq, ts) in latest.items()),
+    )
+    conn.execute(
+        "DELETE FROM deleted_records WHERE EXISTS (SELECT 1 FROM records r "
+        "WHERE r.author = deleted_records.author AND r.rid = deleted_records.rid)"
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1,
+    _v2,
+    _v3,
+    _v4,
+    _v5,
+    _v6,
+    _v7,
+    _v8,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

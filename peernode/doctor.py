@@ -69,7 +69,7 @@ async def run_checks_async(home: Home) -> list[Finding]:
         clock,
         _guarded("disk", lambda: check_disk(home)),
         _guarded("database", lambda: check_database(home)),
-        check_discovery(),
+        _guarded("discovery", lambda: check_discovery(home)),
     ]
 
 
@@ -479,13 +479,83 @@ def _read_only(path: Path) -> closing[sqlite3.Connection]:
 # --- 7. LAN discovery --------------------------------------------------------------------------
 
 
-def check_discovery() -> Finding:
+MDNS_GROUP, MDNS_PORT = "224.0.0.251", 5353
+
+
+def check_discovery(home: Home) -> Finding:
+    from .discovery import plan  # zeroconf is imported only when this check runs
+    from .status import DISCOVERED_RECENT_MS
+
+    try:
+        config = home.config
+    except HomeError as exc:
+        return Finding(
+            "discovery", False, f"Discovery cannot be checked because {_clause(str(exc))}."
+        )
+    decided = plan(config, home.daemon_address() or config.listen)
+    if isinstance(decided, str):
+        return Finding(
+            "discovery",
+            True,
+            f"{decided[0].upper()}{decided[1:]}; peers are added with `peernode peer invite` "
+            "and `peer join`.",
+        )
+    interface = decided.interfaces[0] if decided.interfaces else "0.0.0.0"
+    problem = _mdns_problem(interface)
+    if problem is not None:
+        return Finding(
+            "discovery",
+            False,
+            f"The mDNS port (UDP {MDNS_PORT}) cannot be opened on {interface} ({_reason(problem)})"
+            ", so this node cannot find or be found by libraries on the local network: stop the "
+            'program that holds it without sharing, or set `discovery = "no"` in '
+            f"{home.path / CONFIG_FILE}. Sync with peers works either way.",
+        )
+    if decided.announce is None:
+        how = f"it only looks for others, because {decided.note}"
+    else:
+        host, port = decided.announce
+        how = f"it announces this node as {_join_host(host)}:{port}"
+    if not home.daemon_running():
+        return Finding(
+            "discovery",
+            True,
+            f"Discovery is on and the mDNS port can be opened; once the daemon runs, {how}.",
+        )
+    since = int(time.time() * 1000) - DISCOVERED_RECENT_MS
+    try:
+        with _read_only(home.path / DB_FILE) as conn:
+            seen, strangers = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE key NOT IN (SELECT key FROM peers)) "
+                "FROM discovered WHERE last_seen >= ?",
+                (since,),
+            ).fetchone()
+    except sqlite3.DatabaseError:
+        seen = strangers = 0  # the database check says what is wrong with the file
+    minutes = DISCOVERED_RECENT_MS // 60_000
     return Finding(
         "discovery",
         True,
-        "Finding libraries on the local network (mDNS) is not part of this version, so there is "
-        "nothing to check; peers are added with `peernode peer invite` and `peer join`.",
+        f"Discovery is on: {how}, and it saw {_plural(seen, 'other node')} on this network in "
+        f"the last {minutes} minutes ({strangers} not peers, shown by `peernode peer list`).",
     )
+
+
+def _mdns_problem(interface: str) -> OSError | None:
+    """Open the mDNS socket as zeroconf does (shared port, group joined); None if it opens."""
+    try:
+        family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if hasattr(socket, "SO_REUSEPORT"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(("::" if family == socket.AF_INET6 else "", MDNS_PORT))
+            if family == socket.AF_INET:
+                membership = socket.inet_aton(MDNS_GROUP) + socket.inet_aton(interface)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+    except OSError as exc:
+        return exc
+    return None
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from protocol import PROFILE, node_id, public_bytes
 
 from . import db as dbmod
 from .files import replacing
+from .mesh import PROFILE_LOG, advertisable, profile_body
 from .store import Store
 
 DEFAULT_PORT = 8470
@@ -55,8 +56,13 @@ class Config:
     max_db_mb: int = 0  # stop writing when the database reaches this size; 0 = no limit
     compress: str = "yes"  # yes or no: deflate sync messages (catalogue text shrinks ~3x)
     upload_kbps: int = 0  # most kbit/s sent to each peer; 0 = no limit
+    heartbeat_seconds: int = 30  # signed heartbeat interval; 3 silent intervals close a link
+    max_connections: int = 64  # most open sync connections; more are answered 503
+    discovery: str = "yes"  # yes or no: announce this node on the LAN (mDNS), list nodes seen
+    max_peers: int = 8  # most peers dialled; admin-added peers always, gossip-learned fill up
     log_level: str = "info"  # debug, info, warning or error
     log_format: str = "text"  # text, or json (one object a line, for log collectors)
+    oai_page_size: int = 100  # records per OAI-PMH list response (1..1000)
 
 
 SETTINGS: dict[str, str] = {
@@ -71,10 +77,25 @@ SETTINGS: dict[str, str] = {
     "for log collectors).",
     "max_db_mb": "Largest size of the database in MiB; writes past it stop cleanly, as on a full "
     "disk (0: no limit). Useful on a shared PC.",
-    "compress": "yes or no: compress sync traffic (WebSocket permessage-deflate). Catalogue "
-    "records shrink about 3x; turn it off only on a fast LAN with a slow CPU.",
+    "compress": "yes or no: compress sync messages (deflate, before they are encrypted). "
+    "Catalogue records shrink about 3x; turn it off only on a fast LAN with a slow CPU.",
     "upload_kbps": "The most kilobits per second sent to each peer (0: no limit), so sync "
     "leaves room on a shared, slow line.",
+    "heartbeat_seconds": "How often this node sends its signed heartbeat (peers pass members' "
+    "heartbeats on, so `peer list` shows who is alive across the network). A connection that "
+    "sends nothing for three times this long, or an HTTP client that dawdles that long, is "
+    "closed. Use the same value on every node of a network.",
+    "max_connections": "The most sync connections open at once, inbound and outbound; a "
+    "connection beyond it is answered 503 and counted in `status`.",
+    "discovery": "yes or no: announce this node on the local network (mDNS, "
+    "`_peernode._tcp`) and list the libraries it sees there. A library found this way is only "
+    "shown (`peer list`); nothing is exchanged with it until it is invited. Off by itself when "
+    "the node listens on 127.0.0.1.",
+    "max_peers": "How many peers this node keeps dialling. Peers added by `peer join` or `peer "
+    "add --address` are always dialled and count first; the rest of the slots go to members "
+    "whose address arrived in their signed profile (peer exchange), chosen at random.",
+    "oai_page_size": "How many records (or headers) one OAI-PMH list response at /oai holds, "
+    "1 to 1000; a harvester fetches the rest with the resumption token it is given.",
 }
 
 
@@ -174,10 +195,13 @@ class Home:
         if unknown:
             raise HomeError(f"{path}: unknown setting(s) {', '.join(unknown)}")
         config = Config(**values)
-        if config.compress not in ("yes", "no"):
-            raise HomeError(
-                f"{path}: setting 'compress' must be yes or no, not {config.compress!r}"
-            )
+        for name in ("compress", "discovery"):
+            value = getattr(config, name)
+            if value not in ("yes", "no"):
+                raise HomeError(f"{path}: setting {name!r} must be yes or no, not {value!r}")
+        for name in ("heartbeat_seconds", "max_connections"):
+            if getattr(config, name) < 1:
+                raise HomeError(f"{path}: setting {name!r} must be at least 1")
         return config
 
     def save_config(self, config: Config) -> None:
@@ -261,20 +285,26 @@ def init_home(path: Path, *, name: str, isil: str, contact: str, listen: str) ->
     return home
 
 
-def publish_profile(home: Home) -> None:
-    """Sign the library profile from the settings into our 'profile' log, if it changed."""
+def publish_profile(home: Home) -> bool:
+    """Sign the library profile from the settings into our 'profile' log, if it changed.
+
+    The profile carries the advertised address, so members find this node by peer exchange
+    (peernode/mesh.py); the daemon calls this at start, when the address may have changed.
+    True when a new profile entry was signed.
+    """
     config = home.config
     body: dict[str, Any] = {"name": config.name}
     if config.isil:
         body["isil"] = config.isil
     if config.contact:
         body["contact"] = config.contact
+    if advertisable(home.advertised_address):
+        body["addresses"] = [home.advertised_address]
     store = home.open_store()
     try:
-        row = store.conn.execute(
-            "SELECT name, isil, contact FROM libraries WHERE author = ?", (home.public_key,)
-        ).fetchone()
-        if row != (config.name, body.get("isil"), body.get("contact")):
-            store.append(home.key, "profile", PROFILE, body)
+        if profile_body(store.conn, home.public_key) == body:
+            return False
+        store.append(home.key, PROFILE_LOG, PROFILE, body)
+        return True
     finally:
         store.conn.close()

@@ -97,6 +97,11 @@ def status_families(status: Mapping[str, Any]) -> Iterator[Metric]:
         "Peers with a live sync connection now.",
         value=sum(1 for p in peers if p["connected"]),
     )
+    yield GaugeMetricFamily(
+        "peernode_discovered_nodes",
+        "Nodes seen on the local network (mDNS) in the last 10 minutes that are not peers.",
+        value=float(status["discovered"]),
+    )
     rejected = CounterMetricFamily(
         "peernode_rejected_entries",
         "Entries rejected on receipt, by reason (signature, timestamp, chain, ...).",
@@ -110,6 +115,12 @@ def status_families(status: Mapping[str, Any]) -> Iterator[Metric]:
         "Entries received that this node already held.",
         value=float(status["duplicates_received"]),
     )
+    for key, name, doc in (
+        ("sync_bytes_sent", "peernode_sync_sent_bytes", "Sync message bytes sent to peers."),
+        ("sync_bytes_received", "peernode_sync_received_bytes", "Sync message bytes received."),
+    ):
+        if key in status:  # only a running daemon counts traffic
+            yield CounterMetricFamily(name, doc, value=float(status[key]))
     connected = GaugeMetricFamily(
         "peernode_peer_connected",
         "1 if the peer has a live sync connection now, else 0.",

@@ -1,19 +1,23 @@
-"""Peers: inviting, joining, and the peer list. Only peers may open a sync session."""
+"""Peers: inviting, joining, and the peer list (the admin's pinned peers). Joining admits both
+libraries as members of one network (peernode/members.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
 
 import aiohttp
 
-from protocol import AuthenticationError, DecodeError
+from protocol import AuthenticationError, DecodeError, short_id
 from protocol.invites import SECRET_BYTES, Invite, JoinAccept, JoinRequest, invite_id
+from protocol.membership import REVOKED
 
+from . import members
 from .db import transaction
 from .home import Home
-from .store import now_ms
+from .store import OwnHeadUnconfirmed, Store, now_ms
 
 JOIN_PATH = "/peer/join"
 JOIN_CONTENT_TYPE = "application/x-peernode-join"
@@ -56,11 +60,12 @@ def peer_keys(conn: sqlite3.Connection) -> set[bytes]:
     return {key for (key,) in conn.execute("SELECT key FROM peers")}
 
 
-def accept_join(
-    home: Home, conn: sqlite3.Connection, data: bytes
-) -> tuple[JoinRequest, JoinAccept]:
-    """The inviter's side of a join: check the invite, record the joiner, answer signed."""
+def accept_join(home: Home, store: Store, data: bytes) -> tuple[JoinRequest, JoinAccept]:
+    """The inviter's side of a join: check the invite, record the joiner, admit it as a member
+    (a signed statement that replicates), and answer signed, naming our network's founders."""
     request = JoinRequest.from_bytes(data)
+    conn = store.conn
+    _refuse_excluded(store, request.key)
     with transaction(conn):
         row = conn.execute(
             "SELECT expires_at, used_at, secret FROM invites WHERE id = ?",
@@ -83,13 +88,32 @@ def accept_join(
             "ON CONFLICT (key) DO UPDATE SET name = excluded.name, address = excluded.address",
             (request.key, request.name, request.address or None, now_ms()),
         )
-    return request, JoinAccept.make(home.key, home.config.name, request)
+    admit_peer(store, home, request.key, request.name)
+    founders = tuple(members.founders(conn))
+    return request, JoinAccept.make(home.key, home.config.name, request, founders)
 
 
-async def join(
-    home: Home, conn: sqlite3.Connection, code: str, wait_seconds: float = 15
-) -> JoinAccept:
-    """The joiner's side: send a JoinRequest to the inviter and record it as a peer."""
+def _refuse_excluded(store: Store, key: bytes) -> None:
+    """A blocked or revoked key may not join here, whatever invite it holds."""
+    if key in members.blocked(store.conn):
+        raise AuthenticationError(f"{short_id(key)} is on this library's block list")
+    if members.load(store).status(key) == REVOKED:
+        raise AuthenticationError(
+            f"{short_id(key)} revoked its own key (declared it stolen): join with a new key"
+        )
+
+
+def admit_peer(store: Store, home: Home, key: bytes, name: str) -> None:
+    """Vouch for a library we just peered with. A node restored from a backup signs nothing
+    until it has synced (store.OwnHeadUnconfirmed); the peer stays trusted as a pinned peer,
+    and `peernode member admit` can vouch for it later."""
+    with contextlib.suppress(OwnHeadUnconfirmed):
+        members.admit_if_new(store, home.key, key, name)
+
+
+async def join(home: Home, store: Store, code: str, wait_seconds: float = 15) -> JoinAccept:
+    """The joiner's side: send a JoinRequest to the inviter, record it as a peer, and admit it
+    as a member. A fresh node (one that has admitted nobody) adopts the inviter's founders."""
     try:
         invite = Invite.parse(code)
     except ValueError as exc:
@@ -124,5 +148,8 @@ async def join(
         accept.verify(request, invite)
     except (DecodeError, AuthenticationError) as exc:
         raise PeeringError(f"the answer from {invite.address} is not valid: {exc}") from None
-    add_peer(conn, accept.key, accept.name, invite.address)
+    add_peer(store.conn, accept.key, accept.name, invite.address)
+    if members.is_fresh(store):
+        members.adopt_founders(store, accept.founders or (accept.key,))
+    admit_peer(store, home, accept.key, accept.name)
     return accept

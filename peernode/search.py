@@ -19,6 +19,11 @@ from .records import decode_record, normalize_isbn
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 CANDIDATES_PER_HIT = 5  # ranked rows read per hit wanted, so grouping still fills the page
+# Libraries the network removed or revoked, or this node blocked: their entries stay stored (a
+# signed history), but their records are no longer offered to readers (docs/security.md).
+_EXCLUDED = (
+    "SELECT key FROM members WHERE status IN ('removed', 'revoked') UNION SELECT key FROM blocks"
+)
 
 
 @dataclass
@@ -64,7 +69,7 @@ def search(conn: sqlite3.Connection, text: str, limit: int = 20) -> list[Hit]:
     rows = conn.execute(
         "SELECT r.match_key, r.data FROM records_fts "
         "JOIN records r ON r.id = records_fts.rowid "
-        "WHERE records_fts MATCH ? ORDER BY rank LIMIT ?",
+        f"WHERE records_fts MATCH ? AND r.author NOT IN ({_EXCLUDED}) ORDER BY rank LIMIT ?",
         (query, limit * CANDIDATES_PER_HIT),
     ).fetchall()
     hits: dict[str, Hit] = {}
@@ -93,6 +98,7 @@ def _add_holdings(conn: sqlite3.Connection, hits: dict[str, Hit]) -> None:
     rows = conn.execute(
         "SELECT r.match_key, r.author, r.rid, r.data, COALESCE(l.name, '') FROM records r "
         f"LEFT JOIN libraries l ON l.author = r.author WHERE r.match_key IN ({marks}) "
+        f"AND r.author NOT IN ({_EXCLUDED}) "
         "ORDER BY l.name, r.rid",
         list(hits),
     )

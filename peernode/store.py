@@ -9,6 +9,7 @@ so they can be served again and re-verified; the tables (records, libraries) are
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import (
     CATALOG,
+    CHECKPOINT,
     PROFILE,
     ChainError,
     Entry,
@@ -34,7 +36,10 @@ from protocol import (
     sign_entry,
 )
 from protocol.entries import decode_entry
+from protocol.kinds import MEMBER
+from protocol.snapshots import state_digest
 
+from . import members
 from .db import StorageFull, transaction
 from .records import encode_record, match_key, record_digest
 
@@ -51,7 +56,11 @@ class OwnHeadUnconfirmed(Exception):
     """This node was restored from a backup and has not yet learned its own head from a peer."""
 
 
+_log = logging.getLogger("peernode.store")
 RESTORED_KEY = "restored_at"  # in the meta table
+# Set by a starting daemon that has peers: until a peer confirms our own head (or the time in it,
+# ms, passes), sign nothing: the database may be an old copy, and signing would fork our log.
+OWN_HEAD_CHECK_KEY = "own_head_check_until"
 __all__ = ["ApplyResult", "ForkDetected", "OwnHeadUnconfirmed", "StorageFull", "Store"]
 
 
@@ -88,7 +97,13 @@ class Store:
         return Head(row[0], row[1]) if row else None
 
     def entry_raws(self, key: LogKey, first: int, last: int, max_bytes: int) -> list[bytes]:
-        """Stored entries ``first..last`` of one log, stopping after about ``max_bytes``."""
+        """Stored entries ``first..last`` of one log, stopping after about ``max_bytes``.
+
+        Nothing when ``first`` lies before the log's base (we started it from a snapshot): a
+        range with a hole in it would only be refused as a broken chain.
+        """
+        if first < self.base(key):
+            return []
         out: list[bytes] = []
         size = 0
         rows = self.conn.execute(
@@ -202,7 +217,16 @@ class Store:
                 "(`peernode run`) and wait until `peernode status` shows a sync with a peer, then "
                 "try again."
             )
+        if self.own_head_check_until() is not None:
+            raise OwnHeadUnconfirmed(
+                "the daemon has just started and is asking its peers for this node's own head "
+                "first (the database could be an older copy, and signing now could fork this "
+                "library's log). Try again in a minute; `peernode status` shows the peers."
+            )
         with transaction(self.conn) as conn:
+            if kind == CHECKPOINT:  # computed under the write lock: nothing can slip in between
+                count, state = self.state_of(author)
+                body = {"records": count, "state": state}
             log_key = LogKey(author, log)
             head = self.head(log_key)
             entry = sign_entry(
@@ -215,9 +239,57 @@ class Store:
                 body=body,
             )
             self._store_entry(conn, entry)
-            self._materialize(conn, entry, source=source)
+            if kind != CHECKPOINT:  # our own statement needs no re-check
+                self._materialize(conn, entry, source=source)
             self._set_head(conn, log_key, Head(entry.seq, entry.hash))
         return entry
+
+    def needs_checkpoint(self, log: str) -> bool:
+        """Our ``log`` exists and its last entry is not a checkpoint."""
+        row = self.conn.execute(
+            "SELECT kind FROM entries WHERE author = ? AND log = ? ORDER BY seq DESC LIMIT 1",
+            (self.own_key, log),
+        ).fetchone()
+        return row is not None and row[0] != CHECKPOINT
+
+    def checkpoint(self, key: Ed25519PrivateKey, log: str) -> Entry:
+        """Sign what our catalogue holds now, so new nodes can start from a snapshot."""
+        return self.append(key, log, CHECKPOINT, None)
+
+    # --- snapshots -------------------------------------------------------------------------------
+
+    def state_of(self, author: bytes) -> tuple[int, bytes]:
+        """(count, state digest) of ``author``'s catalogue as this replica holds it."""
+        rows = self.conn.execute(
+            "SELECT rid, digest FROM records WHERE author = ? ORDER BY rid", (author,)
+        )
+        return state_digest(rows)
+
+    def put_rows(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Within the caller's transaction: upsert ``record_row_values`` rows."""
+        conn.executemany(_UPSERT, rows)
+
+    def bases(self) -> dict[LogKey, int]:
+        """Logs held from a checkpoint on (not from seq 1), and that first seq."""
+        rows = self.conn.execute("SELECT author, log, base FROM log_bases")
+        return {LogKey(a, log): base for a, log, base in rows}
+
+    def base(self, key: LogKey) -> int:
+        row = self.conn.execute(
+            "SELECT base FROM log_bases WHERE author = ? AND log = ?", (key.author, key.log)
+        ).fetchone()
+        return int(row[0]) if row else 1
+
+    def start_from_checkpoint(self, conn: sqlite3.Connection, checkpoint: Entry) -> None:
+        """Within the caller's transaction: hold ``checkpoint``'s log from it on, its records
+        already inserted by the caller and checked against it."""
+        key = LogKey(checkpoint.author, checkpoint.log)
+        self._store_entry(conn, checkpoint)
+        self._set_head(conn, key, Head(checkpoint.seq, checkpoint.hash))
+        conn.execute(
+            "INSERT INTO log_bases (author, log, base) VALUES (?, ?, ?)",
+            (key.author, key.log, checkpoint.seq),
+        )
 
     # --- materialising ---------------------------------------------------------------------------
 
@@ -272,6 +344,18 @@ class Store:
             return False
         self.set_meta(RESTORED_KEY, None)
         return True
+
+    def begin_own_head_check(self, until_ms: int) -> None:
+        self.set_meta(OWN_HEAD_CHECK_KEY, str(until_ms))
+
+    def own_head_check_until(self) -> int | None:
+        """When the start-up check of our own head gives up (ms), while it is still on."""
+        value = self.meta(OWN_HEAD_CHECK_KEY)
+        return int(value) if value is not None and int(value) > now_ms() else None
+
+    def end_own_head_check(self) -> None:
+        if self.meta(OWN_HEAD_CHECK_KEY) is not None:
+            self.set_meta(OWN_HEAD_CHECK_KEY, None)
 
     def meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -368,8 +452,19 @@ def _catalog(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None
             dels.append((entry.author, op[1]))
     if dels:
         conn.executemany("DELETE FROM records WHERE author = ? AND rid = ?", dels)
+        # OAI-PMH keeps deletes persistently: a tombstone per deleted record (peernode/oai.py).
+        conn.executemany(
+            "INSERT OR REPLACE INTO deleted_records (author, rid, seq, deleted_at) "
+            "VALUES (?, ?, ?, ?)",
+            [(author, rid, entry.seq, entry.timestamp) for author, rid in dels],
+        )
     if puts:
         conn.executemany(_UPSERT, puts)
+        if conn.execute("SELECT 1 FROM deleted_records LIMIT 1").fetchone():  # none: skip
+            conn.executemany(
+                "DELETE FROM deleted_records WHERE author = ? AND rid = ?",
+                [(row[0], row[1]) for row in puts],
+            )
 
 
 def _profile(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None:
@@ -382,7 +477,31 @@ def _profile(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None
     )
 
 
+def _checkpoint(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None:
+    """Replay reached an author's checkpoint: does its statement match what replay built? A
+    mismatch means snapshot users and replayers would disagree — the author is faulty."""
+    count, state = state_digest(
+        conn.execute(
+            "SELECT rid, digest FROM records WHERE author = ? ORDER BY rid", (entry.author,)
+        )
+    )
+    if (count, state) != (entry.body["records"], entry.body["state"]):
+        _log.error(
+            "%s: the author's checkpoint says %d records, replay holds %d with another digest; "
+            "snapshots of this log would differ from its history",
+            entry.where,
+            entry.body["records"],
+            count,
+        )
+        conn.execute(
+            "INSERT INTO counters (name, value) VALUES ('checkpoint_mismatch', 1) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + 1"
+        )
+
+
 _MATERIALIZERS: dict[str, Callable[[sqlite3.Connection, Entry, str | None], None]] = {
     CATALOG: _catalog,
+    CHECKPOINT: _checkpoint,
+    MEMBER: members.materialize,
     PROFILE: _profile,
 }

@@ -8,18 +8,26 @@ not each wait for the other to read (a deadlock once the socket buffers fill).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from protocol import (
     Apply,
     Closed,
+    ForkProof,
+    ForkReported,
     Head,
+    Heard,
+    LimitExceeded,
     LogKey,
+    OwnLogBehind,
+    RateLimited,
     Ready,
     Reject,
     Replicator,
@@ -28,9 +36,11 @@ from protocol import (
     Session,
     short_id,
 )
+from protocol.messages import Heartbeat
 from protocol.replication import Action
 
 from .db import StorageFull
+from .ratelimit import ReceiveLimiter
 from .store import now_ms
 
 if TYPE_CHECKING:
@@ -47,6 +57,12 @@ REQUEST_TIMEOUT_MS = 10 * 60 * 1000
 # Smaller messages show progress sooner on a slow line and cost little on a fast one.
 MESSAGE_BYTES = 512 * 1024
 TICK_SECONDS = 1.0
+# What one peer may send us. Far above an honest peer (a sync is a few messages of up to 512 KiB
+# a second; heartbeats a few a second in a large mesh), so only a flood ever waits; one that
+# keeps us waiting for FLOOD_SECONDS is closed (peernode/ratelimit.py).
+RECEIVE_MESSAGES_PER_S = 200.0
+RECEIVE_BYTES_PER_S = 64.0 * 1024 * 1024
+FLOOD_SECONDS = 5.0
 
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
@@ -63,7 +79,19 @@ class SyncConnection:
         self.peer_key: bytes | None = None
         self._serve_queue: asyncio.Queue[Serve] = asyncio.Queue(SERVE_QUEUE)
         self._send_lock = asyncio.Lock()
+        # Sealed messages, in the order they were sealed: each carries the next nonce, so they
+        # must reach the socket in that order, whichever task sealed them.
+        self._outbox: collections.deque[bytes] = collections.deque()
         self._line_free_at = 0.0  # when the upload limit lets the next message go
+        self._limiter = ReceiveLimiter(RECEIVE_MESSAGES_PER_S, RECEIVE_BYTES_PER_S, FLOOD_SECONDS)
+        self._last_heard = asyncio.get_running_loop().time()  # idle: no whole message since
+        self.behind_since: int | None = None  # since when the peer holds entries we lack
+        # What other tasks want this peer told, merged until the pusher sends it: a slow peer
+        # delays only its own updates, and what waits for it stays bounded (one per log/member).
+        self._push_heads: dict[LogKey, Head] = {}
+        self._push_beats: dict[bytes, Heartbeat] = {}
+        self._push_forks: list[ForkProof] = []
+        self._push_wake = asyncio.Event()
         self._closing = False
         self._caught_up = False
         self.close_reason = ""
@@ -82,11 +110,14 @@ class SyncConnection:
             node.config.name,
             expected_peer=self.expected_peer,
             limits=node.limits,
+            ephemeral=X25519PrivateKey.generate(),  # this session's only: forward secrecy
+            compress=node.config.compress == "yes",
         )
         self.rep = Replicator(
             session,
             heads,
-            accept_peer=node.is_peer,
+            local_bases=await node.call(node.store.bases),
+            accept_peer=node.accept_peer,
             trusted=node.trusts,
             now=now_ms(),
             limits=node.limits,
@@ -95,21 +126,30 @@ class SyncConnection:
             request_timeout_ms=REQUEST_TIMEOUT_MS,
             max_batch_bytes=MESSAGE_BYTES,
         )
-        tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._server())]
+        tasks = [
+            asyncio.create_task(self._ticker()),
+            asyncio.create_task(self._server()),
+            asyncio.create_task(self._pusher()),
+        ]
         try:
             await self.perform(self.rep.start())
             async for msg in self.ws:
                 if msg.type == aiohttp.WSMsgType.BINARY:
+                    self._last_heard = asyncio.get_running_loop().time()
                     await self.perform(self.rep.receive(msg.data, now_ms()))
                     await self._note_progress()
+                    await self._throttle(len(msg.data))
                 elif msg.type == aiohttp.WSMsgType.TEXT:
                     await self.perform(self.rep.close("text frames are not part of the protocol"))
                 else:
+                    await self._ended(msg)
                     break
                 if self._closing:
                     break
         except (ConnectionResetError, aiohttp.ClientError) as exc:
             self.close_reason = self.close_reason or f"connection lost: {exc}"
+        except TimeoutError:  # the WebSocket's receive timeout: a backstop behind _ticker's
+            self.close_reason = self.close_reason or "idle: nothing received"
         except StorageFull as exc:
             # Nothing was stored half-way; the dialer tries again later, when space may be back.
             log.error(
@@ -131,16 +171,22 @@ class SyncConnection:
         return self.close_reason or session.close_reason or "connection closed"
 
     async def perform(self, actions: list[Action]) -> None:
+        # Queue every message before the first await, while no other task can seal one.
+        self._outbox.extend(action.data for action in actions if isinstance(action, Send))
         for action in actions:
             match action:
-                case Send(data):
-                    await self._send(data)
+                case Send():
+                    await self._flush()
                 case Serve():
                     try:
                         self._serve_queue.put_nowait(action)
                     except asyncio.QueueFull:
-                        assert self.rep is not None
-                        await self.perform(self.rep.close("too many outstanding requests"))
+                        await self._reject_and_close(
+                            RateLimited(
+                                f"{self.label} sent more than {SERVE_QUEUE} requests that are "
+                                "not answered yet"
+                            )
+                        )
                 case Apply(key, entries):
                     result = await self.node.apply(key, entries)
                     assert self.rep is not None
@@ -161,9 +207,16 @@ class SyncConnection:
                         await self.perform(self.rep.close("duplicate connection"))
                     else:
                         log.info("connected to %s (%s)", peer_name, short_id(peer_key))
+                        await self.node.on_ready(self)
                 case Closed(reason):
                     self.close_reason = self.close_reason or reason
                     self._closing = True
+                case Heard(beat):
+                    self.node.liveness.heard(beat, self)
+                case ForkReported(proof, key, seq):
+                    await self.node.fork_reported(proof, key, seq, self)
+                case OwnLogBehind(key, ours, theirs):
+                    await self.node.own_log_behind(self, key, ours, theirs)
 
     async def local_changed(self, heads: dict[LogKey, Head]) -> None:
         if self.rep is not None and not self._closing:
@@ -173,22 +226,118 @@ class SyncConnection:
         if self.rep is not None and not self._closing:
             await self.perform(self.rep.pump())
 
+    # --- telling the peer without waiting for it -------------------------------------------------
+
+    def push_heads(self, heads: dict[LogKey, Head]) -> None:
+        """Our store advanced: tell the peer when its line is free (see ``_pusher``)."""
+        for key, head in heads.items():
+            known = self._push_heads.get(key)
+            if known is None or known.seq < head.seq:
+                self._push_heads[key] = head
+        self._push_wake.set()
+
+    def push_heartbeats(self, beats: list[Heartbeat]) -> None:
+        for beat in beats:
+            known = self._push_beats.get(beat.node_key)
+            if known is None or known.timestamp < beat.timestamp:
+                self._push_beats[beat.node_key] = beat
+        self._push_wake.set()
+
+    def push_fork(self, proof: ForkProof) -> None:
+        self._push_forks.append(proof)
+        self._push_wake.set()
+
+    async def _pusher(self) -> None:
+        while True:
+            await self._push_wake.wait()
+            self._push_wake.clear()
+            rep = self.rep
+            if rep is None or self._closing:
+                continue
+            heads, self._push_heads = self._push_heads, {}
+            beats, self._push_beats = self._push_beats, {}
+            forks, self._push_forks = self._push_forks, []
+            actions: list[Action] = []
+            if heads:
+                actions += rep.local_changed(heads)
+            if beats:
+                actions += rep.heartbeat_messages(beats.values())
+            for proof in forks:
+                actions += rep.fork_message(proof)
+            await self.perform(actions)
+
+    # --- limits --------------------------------------------------------------------------------
+
+    async def _throttle(self, size: int) -> None:
+        """Keep this peer within the receive limits: wait (TCP pushes back), or end a flood."""
+        loop = asyncio.get_running_loop()
+        wait = self._limiter.on_message(size, loop.time())
+        if self._limiter.flooding and not self._closing:
+            self.node.liveness.counts["peers_flooding"] += 1
+            await self._reject_and_close(
+                RateLimited(
+                    f"{self.label} sent over {RECEIVE_MESSAGES_PER_S / 2:.0f} messages a "
+                    f"second for {FLOOD_SECONDS:.0f} s: a flood"
+                )
+            )
+            return
+        # Always yield: messages already buffered must not let one peer's reader run on while
+        # the others' wait (the event loop is shared).
+        await asyncio.sleep(wait)
+
+    async def _reject_and_close(self, error: RateLimited | LimitExceeded) -> None:
+        """Record a typed rejection naming the peer, then end the session with it."""
+        assert self.rep is not None
+        await self.node.note_rejection(self.rep.session.peer_key, error)
+        await self.perform(self.rep.close(f"{error.reason}: {error}"))
+
+    async def _ended(self, msg: aiohttp.WSMessage) -> None:
+        """The WebSocket ended or failed; a message over the size limit is the peer's fault."""
+        if msg.type == aiohttp.WSMsgType.ERROR and getattr(msg.data, "code", None) == (
+            aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+        ):
+            self.node.liveness.counts["messages_oversized"] += 1
+            error = LimitExceeded(
+                f"{self.label} sent a message over {self.node.limits.max_message_bytes} bytes"
+            )
+            self.close_reason = f"{error.reason}: {error}"
+            assert self.rep is not None
+            await self.node.note_rejection(self.rep.session.peer_key, error)
+
+    def lag(self) -> tuple[int, int | None]:
+        """(entries the peer holds that we lack, since when) for the logs we follow."""
+        rep = self.rep
+        if rep is None:
+            return 0, None
+        behind = sum(
+            head.seq - (rep.local[key].seq if key in rep.local else 0)
+            for key, head in rep.theirs.items()
+            if rep.trusted(key.author)
+            and key not in self.node.frozen
+            and head.seq > (rep.local[key].seq if key in rep.local else 0)
+        )
+        return behind, self.behind_since if behind else None
+
     async def close(self, reason: str) -> None:
         if self.rep is not None:
             await self.perform(self.rep.close(reason))
 
-    async def _send(self, data: bytes) -> None:
-        if self.ws.closed:
-            self._closing = True
-            return
+    async def _flush(self) -> None:
+        """Send the queued messages in order, whoever queued them; returns once all are out."""
         async with self._send_lock:
-            await self._pace(len(data))
-            await self.ws.send_bytes(data)
+            while self._outbox:
+                if self.ws.closed:
+                    self._closing = True
+                    self._outbox.clear()
+                    return
+                await self._pace(len(self._outbox[0]))
+                await self.ws.send_bytes(self._outbox.popleft())
 
     async def _pace(self, size: int) -> None:
         """Keep to ``upload_kbps``: wait until this message's share of the line is free.
 
-        Counted before compression, so the line carries at most this much (usually less).
+        Counted on the sealed message, after compression: what the line carries, give or take
+        the WebSocket and TCP headers.
         """
         kbps = self.node.config.upload_kbps
         if kbps <= 0:
@@ -214,10 +363,22 @@ class SyncConnection:
                 first += len(raws)
 
     async def _ticker(self) -> None:
+        idle = self.node.liveness.idle_seconds
         while True:
             await asyncio.sleep(TICK_SECONDS)
             assert self.rep is not None
             await self.perform(self.rep.tick(now_ms()))
+            behind, _ = self.lag()  # once a tick: it walks every log the peer holds
+            if not behind:
+                self.behind_since = None
+            elif self.behind_since is None:
+                self.behind_since = now_ms()
+            silent = asyncio.get_running_loop().time() - self._last_heard
+            if silent > idle and not self._closing:
+                # A live peer sends a heartbeat every interval; a trickled message never ends.
+                self.node.liveness.counts["connections_idle"] += 1
+                log.info("closing the connection to %s: nothing for %.0f s", self.label, silent)
+                await self.perform(self.rep.close(f"idle: nothing received for {silent:.0f} s"))
             if self._closing:
                 await self.ws.close()
                 return
@@ -226,6 +387,8 @@ class SyncConnection:
         rep = self.rep
         if rep is None or self.peer_key is None:
             return
+        if self.node.own_head_pending and rep.own_head_confirmed:
+            await self.node.own_head_confirmed(self.peer_key)
         caught_up = rep.caught_up
         if caught_up and not self._caught_up:
             await self.node.note_synced(self.peer_key)

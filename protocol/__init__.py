@@ -5,17 +5,20 @@ Public API: entries (``sign_entry``, ``decode_entry``, ``Entry``), chains (``pla
 ``Replicator`` that drives it, node ids, limits, and one error tree rooted at ``ProtocolError``.
 """
 
-from .chains import ForkProof, Head, LogKey, Placement, fork_proof, place
+from .chains import ForkProof, Head, LogKey, Placement, fork_proof, place, verify_fork_proof
 from .entries import Entry, decode_entry, sign_entry
 from .errors import (
     AuthenticationError,
     BadSignature,
     ChainError,
     DecodeError,
+    DecryptError,
     InvalidBody,
+    InvalidForkProof,
     LimitExceeded,
     LocalProtocolError,
     ProtocolError,
+    RateLimited,
     RemoteProtocolError,
     StateError,
     TimestampError,
@@ -23,14 +26,28 @@ from .errors import (
     UntrustedAuthor,
 )
 from .identity import node_id, parse_node_id, public_bytes, short_id
-from .kinds import CATALOG, PROFILE
+from .kinds import CATALOG, CHECKPOINT, PROFILE
 from .limits import DEFAULT_LIMITS, Limits
+from .liveness import LivenessBook, sign_heartbeat, verify_heartbeat
 from .messages import PROTOCOL_VERSION
-from .replication import Action, Apply, Closed, Ready, Reject, Replicator, Send, Serve
+from .replication import (
+    Action,
+    Apply,
+    Closed,
+    ForkReported,
+    Heard,
+    OwnLogBehind,
+    Ready,
+    Reject,
+    Replicator,
+    Send,
+    Serve,
+)
 from .session import Session, State
 
 __all__ = [
     "CATALOG",
+    "CHECKPOINT",
     "DEFAULT_LIMITS",
     "PROFILE",
     "PROTOCOL_VERSION",
@@ -41,16 +58,23 @@ __all__ = [
     "ChainError",
     "Closed",
     "DecodeError",
+    "DecryptError",
     "Entry",
     "ForkProof",
+    "ForkReported",
     "Head",
+    "Heard",
     "InvalidBody",
+    "InvalidForkProof",
     "LimitExceeded",
     "Limits",
+    "LivenessBook",
     "LocalProtocolError",
     "LogKey",
+    "OwnLogBehind",
     "Placement",
     "ProtocolError",
+    "RateLimited",
     "Ready",
     "Reject",
     "RemoteProtocolError",
@@ -71,4 +95,7 @@ __all__ = [
     "public_bytes",
     "short_id",
     "sign_entry",
+    "sign_heartbeat",
+    "verify_fork_proof",
+    "verify_heartbeat",
 ]

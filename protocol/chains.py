@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .encoding import pack, unpack
 from .entries import Entry, decode_entry
-from .errors import ChainError, DecodeError
+from .errors import ChainError, DecodeError, InvalidForkProof, RemoteProtocolError
 from .limits import DEFAULT_LIMITS, Limits
 
 
@@ -67,7 +67,7 @@ class ForkProof:
     @classmethod
     def from_bytes(cls, data: bytes, limits: Limits = DEFAULT_LIMITS) -> ForkProof:
         value = unpack(
-            data, what="fork proof", limits=limits, max_bytes=2 * limits.max_entry_bytes + 256
+            data, what="fork proof", limits=limits, max_bytes=max_fork_proof_bytes(limits)
         )
         if not (
             isinstance(value, list) and len(value) == 2 and all(isinstance(v, bytes) for v in value)
@@ -85,6 +85,25 @@ class ForkProof:
                 "fork proof entries must share author, log and seq and differ in hash"
             )
         return a, b
+
+
+def max_fork_proof_bytes(limits: Limits = DEFAULT_LIMITS) -> int:
+    """Two signed entries (payload, signature and headers) and the array around them."""
+    return 2 * limits.max_entry_bytes + 512
+
+
+def verify_fork_proof(
+    data: bytes, limits: Limits = DEFAULT_LIMITS
+) -> tuple[ForkProof, Entry, Entry]:
+    """Check a received proof completely: both entries decode and verify against their author's
+    key, and they share author, log and seq but not their hash. Anything else is
+    ``InvalidForkProof``, naming what failed."""
+    try:
+        proof = ForkProof.from_bytes(data, limits)
+        first, second = proof.verify(limits)
+    except RemoteProtocolError as exc:
+        raise InvalidForkProof(f"not a valid fork proof: {exc.reason}: {exc}") from None
+    return proof, first, second
 
 
 def fork_proof(a: Entry, b: Entry) -> ForkProof | None:

@@ -85,3 +85,35 @@ class AuthenticationError(RemoteProtocolError):
     """The peer failed to prove its key, or is not the key we expected."""
 
     reason = "auth"
+
+
+class InvalidForkProof(RemoteProtocolError):
+    """A fork proof that does not prove a fork: not two entries signed by one author at one seq
+    of one log with different hashes, or an entry in it that does not verify."""
+
+    reason = "fork-proof"
+
+
+class RateLimited(RemoteProtocolError):
+    """The peer sends faster than this node accepts from one peer (a flood): the session ends."""
+
+    reason = "rate"
+
+
+class DecryptError(RemoteProtocolError):
+    """A sealed message that does not open: altered, replayed, reordered or lost on the way."""
+
+    reason = "decrypt"
+
+
+class NotAdmitted(AuthenticationError):
+    """The peer proved its key, but that key is not a member here (never admitted, removed, or
+    revoked): this node does not sync with it."""
+
+    reason = "not-member"
+
+
+class Blocked(NotAdmitted):
+    """The peer's key is on this node's local block list."""
+
+    reason = "blocked"

@@ -4,7 +4,8 @@ The inviter makes ``Invite(address, key, secret)`` and shows its code. The joine
 ``JoinRequest`` to ``address`` (HTTP POST /peer/join): its key, name, address and a fresh nonce,
 with an HMAC keyed by the one-time secret (proves it was given the code; the secret never crosses
 the wire) and its own signature (proves it holds its key). The inviter answers ``JoinAccept``,
-signed over the joiner's nonce and both keys; the joiner checks that key against the code.
+signed over the joiner's nonce and both keys and naming its network's founders; the joiner
+checks that key against the code.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ SECRET_BYTES = 16
 JOIN_CONTEXT = b"peernode/join/v1\x00"
 ACCEPT_CONTEXT = b"peernode/join-accept/v1\x00"
 _MAX_JOIN_BYTES = 4096
+MAX_FOUNDERS = 16
 
 
 @dataclass(frozen=True)
@@ -152,36 +154,54 @@ class JoinRequest:
 
 @dataclass(frozen=True)
 class JoinAccept:
+    """The inviter's signed answer. ``founders`` are the trust anchors of the inviter's network
+    (protocol/membership.py): a fresh joiner adopts them, so both fold members alike."""
+
     key: bytes
     name: str
     signature: bytes
+    founders: tuple[bytes, ...] = ()
 
     @staticmethod
-    def _transcript(request: JoinRequest, inviter: bytes, name: str) -> bytes:
-        return ACCEPT_CONTEXT + pack([request.nonce, request.key, inviter, name])
+    def _transcript(
+        request: JoinRequest, inviter: bytes, name: str, founders: tuple[bytes, ...]
+    ) -> bytes:
+        return ACCEPT_CONTEXT + pack([request.nonce, request.key, inviter, name, list(founders)])
 
     @classmethod
-    def make(cls, key: Ed25519PrivateKey, name: str, request: JoinRequest) -> JoinAccept:
+    def make(
+        cls,
+        key: Ed25519PrivateKey,
+        name: str,
+        request: JoinRequest,
+        founders: tuple[bytes, ...] = (),
+    ) -> JoinAccept:
         own = public_bytes(key)
-        return cls(own, name, key.sign(cls._transcript(request, own, name)))
+        founders = tuple(sorted(set(founders)))
+        if len(founders) > MAX_FOUNDERS:
+            raise ValueError(f"at most {MAX_FOUNDERS} founders fit in a join answer")
+        return cls(own, name, key.sign(cls._transcript(request, own, name, founders)), founders)
 
     def to_bytes(self) -> bytes:
-        return pack([self.key, self.name, self.signature])
+        return pack([self.key, self.name, self.signature, list(self.founders)])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> JoinAccept:
         value = unpack(data, what="join answer", limits=DEFAULT_LIMITS, max_bytes=_MAX_JOIN_BYTES)
         if (
             not isinstance(value, list)
-            or len(value) != 3
+            or len(value) != 4
             or not isinstance(value[0], bytes)
             or len(value[0]) != KEY_BYTES
             or not isinstance(value[1], str)
             or not isinstance(value[2], bytes)
             or len(value[2]) != SIGNATURE_BYTES
+            or not isinstance(value[3], list)
+            or len(value[3]) > MAX_FOUNDERS
+            or not all(isinstance(f, bytes) and len(f) == KEY_BYTES for f in value[3])
         ):
             raise DecodeError("join answer has a field of the wrong type or size")
-        return cls(value[0], value[1][:200], value[2])
+        return cls(value[0], value[1][:200], value[2], tuple(value[3]))
 
     def verify(self, request: JoinRequest, invite: Invite) -> None:
         if self.key != invite.key:
@@ -190,7 +210,7 @@ class JoinAccept:
             )
         try:
             Ed25519PublicKey.from_public_bytes(self.key).verify(
-                self.signature, self._transcript(request, self.key, self.name)
+                self.signature, self._transcript(request, self.key, self.name, self.founders)
             )
         except (InvalidSignature, ValueError):
             raise AuthenticationError("the inviter's answer is not signed by its key") from None

@@ -2,7 +2,14 @@
 
 ``catalog``: ``{"ops": [op, ...]}`` with 1..max_ops_per_entry operations, each
 ``["put", record_id, record]`` or ``["del", record_id]``; one signature covers the whole batch.
-``profile``: ``{"name": text, "isil"?: text, "contact"?: text}`` — the library's public profile.
+``profile``: ``{"name": text, "isil"?: text, "contact"?: text, "addresses"?: [host:port, ...]}``
+— the library's public profile; ``addresses`` are where its daemon can be dialled (peer exchange).
+``checkpoint``: ``{"records": n, "state": 32 bytes}`` in a catalogue log — the author's signed
+statement of what its catalogue holds after the entries before it (see protocol/snapshots.py), so
+a new node can start from a snapshot instead of replaying every historical entry.
+``member``: ``{"op": "admit"|"remove"|"revoke", "key": 32 bytes, "name": text, "reason"?: text,
+"role"?: "admin"|"member"}`` in the author's ``members`` log — a statement about who belongs to
+the network (protocol/membership.py folds them into the member set).
 """
 
 from __future__ import annotations
@@ -15,6 +22,12 @@ from .limits import Limits
 
 CATALOG = "catalog"
 PROFILE = "profile"
+CHECKPOINT = "checkpoint"
+MEMBER = "member"
+MEMBERS_LOG = "members"  # the log every member statement lives in (protocol/membership.py)
+MEMBER_OPS = ("admit", "remove", "revoke")
+MEMBER_ROLES = ("admin", "member")
+_MEMBER_KEY_BYTES = 32
 
 # The record map inside a "put": field name -> kind of value.
 RECORD_LIST_FIELDS = ("authors", "isbn", "issn", "subjects", "series")
@@ -30,7 +43,11 @@ RECORD_TEXT_FIELDS = (
     "description",
 )
 HOLDING_FIELDS = ("call_number", "barcode", "location", "note")
-PROFILE_FIELDS = ("name", "isil", "contact")
+PROFILE_FIELDS = ("name", "isil", "contact", "addresses")
+# Peer exchange: where a library's daemon listens. Few and short, because every member stores
+# every member's profile and a node dials only a handful of them.
+MAX_PROFILE_ADDRESSES = 4
+MAX_ADDRESS_CHARS = 260  # a DNS name (253) and a port
 _RECORD_FIELDS = frozenset((*RECORD_LIST_FIELDS, *RECORD_TEXT_FIELDS, "year", "holdings"))
 _MAX_HOLDINGS = 1000
 
@@ -70,6 +87,11 @@ def _record_id(rid: Any, limits: Limits, where: str) -> None:
         raise InvalidBody(
             f"{where}: record id must be text of 1..{limits.max_record_id_bytes} bytes"
         )
+
+
+def validate_record(rec: Any, limits: Limits, where: str) -> None:
+    """The record map of a ``put``; also checks records that arrive in a snapshot."""
+    _record(rec, limits, where)
 
 
 def _record(rec: Any, limits: Limits, where: str) -> None:
@@ -118,6 +140,66 @@ def _profile(body: dict[str, Any], limits: Limits, where: str) -> None:
     for key in ("isil", "contact"):
         if key in body and not isinstance(body[key], str):
             raise InvalidBody(f"{where}: {key!r} must be text")
+    if "addresses" in body:
+        addresses = body["addresses"]
+        if not isinstance(addresses, list) or len(addresses) > MAX_PROFILE_ADDRESSES:
+            raise InvalidBody(
+                f"{where}: 'addresses' must be an array of at most {MAX_PROFILE_ADDRESSES} texts"
+            )
+        for index, address in enumerate(addresses):
+            if not is_dial_address(address):
+                raise InvalidBody(
+                    f"{where}: addresses[{index}] is not HOST:PORT ({MAX_ADDRESS_CHARS} "
+                    "characters at most, no spaces, port 1..65535)"
+                )
+
+
+def is_dial_address(value: Any) -> bool:
+    """``HOST:PORT`` text a node may dial: a name, IPv4, or [IPv6], and a port 1..65535.
+
+    Addresses come from other libraries' profiles, so nothing but these characters gets through
+    (no spaces, no URL parts: the dialler puts the text into ``http://HOST:PORT/sync``).
+    """
+    if not isinstance(value, str) or not 3 <= len(value) <= MAX_ADDRESS_CHARS:
+        return False
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        inner = host[1:-1]
+        return bool(inner) and all(c in _IPV6_CHARS for c in inner)
+    return bool(host) and all(c in _HOST_CHARS for c in host)
+
+
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.%")
+
+
+def _checkpoint(body: dict[str, Any], limits: Limits, where: str) -> None:
+    _only_keys(body, {"records", "state"}, where)
+    count, state = body.get("records"), body.get("state")
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count < 2**63:
+        raise InvalidBody(f"{where}: 'records' must be a count of records")
+    if not isinstance(state, bytes) or len(state) != 32:
+        raise InvalidBody(f"{where}: 'state' must be a 32-byte digest")
+
+
+def _member(body: dict[str, Any], limits: Limits, where: str) -> None:
+    _only_keys(body, {"op", "key", "name", "reason", "role"}, where)
+    op = body.get("op")
+    if op not in MEMBER_OPS:
+        raise InvalidBody(f"{where}: 'op' must be one of {', '.join(MEMBER_OPS)}")
+    key = body.get("key")
+    if not isinstance(key, bytes) or len(key) != _MEMBER_KEY_BYTES:
+        raise InvalidBody(f"{where}: 'key' must be a {_MEMBER_KEY_BYTES}-byte public key")
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise InvalidBody(f"{where}: 'name' must be text of 1..200 characters")
+    reason = body.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 1000:
+        raise InvalidBody(f"{where}: 'reason' must be text of at most 1000 characters")
+    if "role" in body and (op != "admit" or body["role"] not in MEMBER_ROLES):
+        raise InvalidBody(f"{where}: 'role' is admin or member, and only in an admit")
 
 
 def _only_keys(body: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -128,6 +210,8 @@ def _only_keys(body: dict[str, Any], allowed: set[str], where: str) -> None:
 
 _VALIDATORS: dict[str, Callable[[dict[str, Any], Limits, str], None]] = {
     CATALOG: _catalog,
+    CHECKPOINT: _checkpoint,
+    MEMBER: _member,
     PROFILE: _profile,
 }
 KINDS = tuple(sorted(_VALIDATORS))

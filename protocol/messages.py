@@ -1,7 +1,8 @@
 """Session messages: frozen dataclasses, each one WebSocket binary message on the wire.
 
 Every message is ``pack([type, *fields])``; the table of types is ``_CODES`` below and in
-docs/protocol.md. ``decode_message`` checks every field's type and bound.
+docs/protocol.md. ``decode_message`` checks every field's type and bound. After the Hellos the
+session seals each message before it goes on the wire (protocol/channel.py).
 """
 
 from __future__ import annotations
@@ -10,34 +11,47 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .chains import Head, LogKey
+from .chains import Head, LogKey, max_fork_proof_bytes
 from .encoding import pack, unpack
-from .errors import DecodeError, LimitExceeded, UnknownKind
+from .errors import AuthenticationError, DecodeError, LimitExceeded, UnknownKind
 from .identity import KEY_BYTES, SIGNATURE_BYTES
 from .limits import DEFAULT_LIMITS, Limits
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 NONCE_BYTES = 32
+EPHEMERAL_BYTES = 32  # an X25519 public key
 
 
 @dataclass(frozen=True)
 class Hello:
+    """Who I am, a nonce for you to sign, and my ephemeral X25519 key for this session only.
+
+    Sent in plaintext, so it holds nothing but public keys and a random nonce."""
+
     version: int
     node_key: bytes
     nonce: bytes
-    name: str
+    ephemeral: bytes
 
 
 @dataclass(frozen=True)
 class Auth:
+    """The proof of my key, and my library's name: sealed, so an eavesdropper learns neither."""
+
     signature: bytes
+    name: str
 
 
 @dataclass(frozen=True)
 class Frontier:
-    """Per log, the highest sequence held and its hash. Sent whole once, then as updates."""
+    """Per log, the highest sequence held and its hash. Sent whole once, then as updates.
+
+    ``bases``: logs the sender holds only from a checkpoint on (it started from a snapshot) and
+    the first seq it can serve; on the wire, a fifth element of that log's head.
+    """
 
     heads: tuple[tuple[LogKey, Head], ...]
+    bases: tuple[tuple[LogKey, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,26 @@ class Close:
     reason: str
 
 
-Message = Hello | Auth | Frontier | Request | Entries | Ack | Close
+@dataclass(frozen=True)
+class Heartbeat:
+    """``node_key`` was alive at ``timestamp`` (its clock, ms), signed by it: relayable by anyone.
+
+    The signature is over ``HEARTBEAT_CONTEXT || node_key || timestamp`` (protocol/liveness.py).
+    """
+
+    node_key: bytes
+    timestamp: int
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class ForkNotice:
+    """A fork proof (``ForkProof.to_bytes``), passed on so every member freezes that log."""
+
+    proof: bytes
+
+
+Message = Hello | Auth | Frontier | Request | Entries | Ack | Close | Heartbeat | ForkNotice
 
 _CODES: dict[type[Any], int] = {
     Hello: 1,
@@ -80,18 +113,29 @@ _CODES: dict[type[Any], int] = {
     Entries: 5,
     Ack: 6,
     Close: 7,
+    Heartbeat: 8,
+    ForkNotice: 9,
 }
 
 
 def encode_message(msg: Message) -> bytes:
     code = _CODES[type(msg)]
     match msg:
-        case Hello(version, node_key, nonce, name):
-            return pack([code, version, node_key, nonce, name])
-        case Auth(signature):
-            return pack([code, signature])
-        case Frontier(heads):
-            return pack([code, [[k.author, k.log, h.seq, h.hash] for k, h in heads]])
+        case Hello(version, node_key, nonce, ephemeral):
+            return pack([code, version, node_key, nonce, ephemeral])
+        case Auth(signature, name):
+            return pack([code, signature, name])
+        case Frontier(heads, bases):
+            based = dict(bases)
+            return pack(
+                [
+                    code,
+                    [
+                        [k.author, k.log, h.seq, h.hash, *([based[k]] if k in based else [])]
+                        for k, h in heads
+                    ],
+                ]
+            )
         case Request(key, first, last):
             return pack([code, key.author, key.log, first, last])
         case Entries(key, raws):
@@ -100,6 +144,10 @@ def encode_message(msg: Message) -> bytes:
             return pack([code, key.author, key.log, seq])
         case Close(reason):
             return pack([code, reason[:500]])
+        case Heartbeat(node_key, timestamp, signature):
+            return pack([code, node_key, timestamp, signature])
+        case ForkNotice(proof):
+            return pack([code, proof])
     raise TypeError(f"not a message: {msg!r}")  # pragma: no cover
 
 
@@ -146,20 +194,27 @@ def _key(author: Any, log: Any, limits: Limits) -> LogKey:
 
 
 def _hello(f: list[Any], limits: Limits) -> Hello:
+    # The version first: another version's Hello may have other fields, and the person reading
+    # the log needs "upgrade", not "hello has 4 fields".
+    version = _int(f[0] if f else None, "version")
+    if version != PROTOCOL_VERSION:
+        raise AuthenticationError(
+            f"peer speaks protocol version {version}, this node speaks {PROTOCOL_VERSION}"
+        )
     _arity(f, 4, "hello")
-    if not isinstance(f[3], str) or len(f[3]) > 200:
-        raise DecodeError("hello name must be text of at most 200 characters")
     return Hello(
-        _int(f[0], "version"),
+        version,
         _bytes(f[1], KEY_BYTES, "node key"),
         _bytes(f[2], NONCE_BYTES, "nonce"),
-        f[3],
+        _bytes(f[3], EPHEMERAL_BYTES, "ephemeral key"),
     )
 
 
 def _auth(f: list[Any], limits: Limits) -> Auth:
-    _arity(f, 1, "auth")
-    return Auth(_bytes(f[0], SIGNATURE_BYTES, "signature"))
+    _arity(f, 2, "auth")
+    if not isinstance(f[1], str) or len(f[1]) > 200:
+        raise DecodeError("auth name must be text of at most 200 characters")
+    return Auth(_bytes(f[0], SIGNATURE_BYTES, "signature"), f[1])
 
 
 def _frontier(f: list[Any], limits: Limits) -> Frontier:
@@ -172,13 +227,19 @@ def _frontier(f: list[Any], limits: Limits) -> Frontier:
             f"frontier lists {len(rows)} logs, more than {limits.max_frontier_logs}"
         )
     heads = []
+    bases = []
     for row in rows:
-        if not isinstance(row, list) or len(row) != 4:
-            raise DecodeError("frontier head must be [author, log, seq, hash]")
-        heads.append(
-            (_key(row[0], row[1], limits), Head(_int(row[2], "seq", 1), _bytes(row[3], 32, "hash")))
-        )
-    return Frontier(tuple(heads))
+        if not isinstance(row, list) or len(row) not in (4, 5):
+            raise DecodeError("frontier head must be [author, log, seq, hash] or [..., base]")
+        key = _key(row[0], row[1], limits)
+        head = Head(_int(row[2], "seq", 1), _bytes(row[3], 32, "hash"))
+        heads.append((key, head))
+        if len(row) == 5:
+            base = _int(row[4], "base", 2)
+            if base > head.seq:
+                raise DecodeError(f"frontier base {base} is past its head {head.seq}")
+            bases.append((key, base))
+    return Frontier(tuple(heads), tuple(bases))
 
 
 def _request(f: list[Any], limits: Limits) -> Request:
@@ -213,6 +274,24 @@ def _close(f: list[Any], limits: Limits) -> Close:
     return Close(f[0][:500])
 
 
+def _heartbeat(f: list[Any], limits: Limits) -> Heartbeat:
+    _arity(f, 3, "heartbeat")
+    return Heartbeat(
+        _bytes(f[0], KEY_BYTES, "node key"),
+        _int(f[1], "timestamp"),
+        _bytes(f[2], SIGNATURE_BYTES, "signature"),
+    )
+
+
+def _fork_notice(f: list[Any], limits: Limits) -> ForkNotice:
+    _arity(f, 1, "fork notice")
+    if not isinstance(f[0], bytes):
+        raise DecodeError("fork notice must carry the proof as bin")
+    if len(f[0]) > max_fork_proof_bytes(limits):
+        raise LimitExceeded(f"fork proof of {len(f[0])} bytes, more than two entries can take")
+    return ForkNotice(f[0])
+
+
 _DECODERS: dict[int, Callable[[list[Any], Limits], Message]] = {
     1: _hello,
     2: _auth,
@@ -221,4 +300,6 @@ _DECODERS: dict[int, Callable[[list[Any], Limits], Message]] = {
     5: _entries,
     6: _ack,
     7: _close,
+    8: _heartbeat,
+    9: _fork_notice,
 }

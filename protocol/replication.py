@@ -22,24 +22,36 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .chains import Head, LogKey
+from .chains import ForkProof, Head, LogKey, verify_fork_proof
 from .entries import Entry, decode_entry
 from .errors import (
     AuthenticationError,
     ChainError,
     DecodeError,
+    InvalidForkProof,
     ProtocolError,
     RemoteProtocolError,
     UntrustedAuthor,
 )
 from .identity import short_id
 from .limits import DEFAULT_LIMITS, Limits
-from .messages import Ack, Auth, Close, Entries, Frontier, Hello, Request
+from .liveness import verify_heartbeat
+from .messages import (
+    Ack,
+    Auth,
+    Close,
+    Entries,
+    ForkNotice,
+    Frontier,
+    Heartbeat,
+    Hello,
+    Request,
+)
 from .session import Session, State
 
 # Which logs to fetch first when several are behind: small, urgent ones (a library's profile;
 # loans later) before bulk catalogue batches, so a slow link delivers what matters first.
-LOG_PRIORITY = {"profile": 0, "catalog": 9}
+LOG_PRIORITY = {"members": 0, "profile": 0, "catalog": 9}
 DEFAULT_LOG_PRIORITY = 5
 
 
@@ -93,7 +105,33 @@ class Closed:
     reason: str
 
 
-Action = Send | Serve | Apply | Reject | Ready | Closed
+@dataclass(frozen=True)
+class Heard:
+    """A verified heartbeat of a member we follow (it may come from the member or a relay)."""
+
+    beat: Heartbeat
+
+
+@dataclass(frozen=True)
+class ForkReported:
+    """The peer passed on a verified proof that ``key``'s author signed two entries at ``seq``."""
+
+    proof: ForkProof
+    key: LogKey
+    seq: int
+
+
+@dataclass(frozen=True)
+class OwnLogBehind:
+    """The peer holds more of OUR OWN log than we do: this replica was rolled back (a restored
+    or copied database). Sign nothing until the entries are fetched back, or we fork ourselves."""
+
+    key: LogKey
+    ours: int
+    theirs: Head
+
+
+Action = Send | Serve | Apply | Reject | Ready | Closed | Heard | ForkReported | OwnLogBehind
 
 
 @dataclass
@@ -117,7 +155,8 @@ class Stats:
 class Replicator:
     session: Session
     local: dict[LogKey, Head]
-    accept_peer: Callable[[bytes], bool]
+    # True to accept the peer's key; False, or an error saying why (e.g. Blocked), to refuse it.
+    accept_peer: Callable[[bytes], bool | RemoteProtocolError]
     trusted: Callable[[bytes], bool]
     now: int
     limits: Limits = DEFAULT_LIMITS
@@ -129,6 +168,9 @@ class Replicator:
     # The node grants each log to one session at a time (see the module docstring).
     claim: Callable[[LogKey], bool] = field(default=lambda key: True)
     release: Callable[[LogKey], None] = field(default=lambda key: None)
+    # Logs held from a checkpoint on (a snapshot start): ours, announced in Frontiers, and theirs.
+    local_bases: dict[LogKey, int] = field(default_factory=dict)
+    their_bases: dict[LogKey, int] = field(default_factory=dict)
     theirs: dict[LogKey, Head] = field(default_factory=dict)
     inflight: dict[LogKey, _Inflight] = field(default_factory=dict)
     # Logs this peer sent something invalid for, and when to try them again: a faulty link
@@ -140,6 +182,22 @@ class Replicator:
     def __post_init__(self) -> None:
         self._handshake_deadline = self.now + self.handshake_timeout_ms
         self._told: dict[LogKey, int] = {}
+        self._own_behind_told: set[LogKey] = set()
+        self.frontier_received = False
+
+    @property
+    def own_head_confirmed(self) -> bool:
+        """The peer's frontier arrived and shows none of our own logs ahead of our store."""
+        own = self.session.our_key
+        return (
+            self.ready
+            and self.frontier_received
+            and not any(
+                head.seq > (self.local[key].seq if key in self.local else 0)
+                for key, head in self.theirs.items()
+                if key.author == own
+            )
+        )
 
     @property
     def ready(self) -> bool:
@@ -158,9 +216,15 @@ class Replicator:
             and not any(
                 head.seq > (self.local[key].seq if key in self.local else 0)
                 for key, head in self.theirs.items()
-                if key not in self.blocked and self.trusted(key.author)
+                if key not in self.blocked
+                and self.trusted(key.author)
+                and not self._beyond_base(key, self.local[key].seq if key in self.local else 0)
             )
         )
+
+    def _beyond_base(self, key: LogKey, held: int) -> bool:
+        """The peer holds ``key`` only from a base past our next entry: it cannot serve us."""
+        return held + 1 < self.their_bases.get(key, 1)
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -187,10 +251,19 @@ class Replicator:
                     Ready(msg_peer_key(self.session), self.session.peer_name),
                     *self._frontier_messages(frontier, at_least_one=True),
                 ]
-            case Frontier(heads):
+            case Frontier(heads, bases):
+                self.frontier_received = True
+                self.their_bases.update(bases)
+                out: list[Action] = []
                 for key, head in heads:
                     self.theirs[key] = head
-                return self._pump()
+                    if key.author == self.session.our_key:
+                        out.extend(self._check_own(key, head))
+                return out + self._pump()
+            case Heartbeat():
+                return self._on_heartbeat(msg)
+            case ForkNotice(proof):
+                return self._on_fork_notice(proof)
             case Request(key, first, last):
                 return [Serve(key, first, last)]
             case Entries(key, raws):
@@ -242,16 +315,20 @@ class Replicator:
 
     def local_changed(self, heads: Mapping[LogKey, Head]) -> list[Action]:
         """Our store advanced these logs (own writes, or entries from other peers)."""
+        # Announce as soon as our first Frontier is out, not only once theirs is in: a change
+        # in between was marked told yet never sent. Before our first Frontier, updating
+        # ``local`` is enough: that Frontier carries it.
+        announce = self.session.our_state is State.SYNCING and not self.session.closed
         update = []
         for key, head in heads.items():
             if key not in self.local or self.local[key].seq < head.seq:
                 self.local[key] = head
             theirs = self.theirs[key].seq if key in self.theirs else 0
-            if head.seq > max(theirs, self._told.get(key, 0)):
+            if announce and head.seq > max(theirs, self._told.get(key, 0)):
                 update.append((key, head))
                 self._told[key] = head.seq
         out: list[Action] = []
-        if update and self.ready:
+        if update:
             out.extend(self._frontier_messages(sorted(update), at_least_one=False))
         for key in list(self.inflight):
             if key in self.probes:
@@ -310,12 +387,29 @@ class Replicator:
     def close(self, reason: str) -> list[Action]:
         return self._close(reason)
 
+    def heartbeat_messages(self, beats: Iterable[Heartbeat]) -> list[Action]:
+        """Pass heartbeats (our own, or members' we relay) to the peer once the session is up."""
+        if self.session.closed or self.session.our_state is not State.SYNCING:
+            return []
+        return [self._send(self.session.send(beat)) for beat in beats]
+
+    def fork_message(self, proof: ForkProof) -> list[Action]:
+        """Tell the peer of a fork, so it freezes that log too."""
+        if self.session.closed or self.session.our_state is not State.SYNCING:
+            return []
+        return [self._send(self.session.send(ForkNotice(proof.to_bytes())))]
+
     # --- internals ---------------------------------------------------------------------------
 
     def _on_hello(self) -> list[Action]:
         peer_key = msg_peer_key(self.session)
-        if not self.accept_peer(peer_key):
-            error = AuthenticationError(f"{short_id(peer_key)} is not a peer of this node")
+        verdict = self.accept_peer(peer_key)
+        if verdict is not True:
+            error = (
+                verdict
+                if isinstance(verdict, RemoteProtocolError)
+                else AuthenticationError(f"{short_id(peer_key)} is not a peer of this node")
+            )
             return [Reject(error, None), *self._close(str(error))]
         return [self._send(self.session.auth())]
 
@@ -357,6 +451,33 @@ class Replicator:
             out.append(Reject(failure, key))
         return out
 
+    def _check_own(self, key: LogKey, head: Head) -> list[Action]:
+        held = self.local[key].seq if key in self.local else 0
+        if head.seq <= held or key in self._own_behind_told:
+            return []
+        self._own_behind_told.add(key)
+        return [OwnLogBehind(key, held, head)]
+
+    def _on_heartbeat(self, beat: Heartbeat) -> list[Action]:
+        if not self.trusted(beat.node_key):
+            return []  # not a member we follow: nothing to keep, nothing to pass on
+        try:
+            verify_heartbeat(beat, now_ms=self.now, limits=self.limits)
+        except RemoteProtocolError as exc:
+            error = type(exc)(f"{self.peer} sent a bad heartbeat: {exc}", reason=exc.reason)
+            return [Reject(error, None)]
+        return [Heard(beat)]
+
+    def _on_fork_notice(self, data: bytes) -> list[Action]:
+        try:
+            proof, first, _ = verify_fork_proof(data, self.limits)
+        except InvalidForkProof as exc:
+            return [Reject(InvalidForkProof(f"{self.peer} sent a fork notice that is {exc}"), None)]
+        key = LogKey(first.author, first.log)
+        if not self.trusted(key.author):
+            return []  # a log we do not follow: its forks are not ours to judge
+        return [ForkReported(proof, key, first.seq)]
+
     def _pump(self) -> list[Action]:
         """Request logs where the peer is ahead, keeping at most ``max_inflight`` requests."""
         if not self.ready:
@@ -370,6 +491,8 @@ class Replicator:
                 continue
             local = self.local.get(key)
             held = local.seq if local is not None else 0
+            if self._beyond_base(key, held):
+                continue  # the peer started from a snapshot past what we hold: ask another
             if head.seq > held:
                 if self._start(key, held + 1, head.seq):
                     out.append(self._send(self.session.send(Request(key, held + 1, head.seq))))
@@ -422,7 +545,15 @@ class Replicator:
         chunks = [heads[i : i + FRONTIER_CHUNK] for i in range(0, len(heads), FRONTIER_CHUNK)]
         if not chunks and at_least_one:
             chunks = [[]]
-        return [self._send(self.session.send(Frontier(tuple(chunk)))) for chunk in chunks]
+        bases = self.local_bases
+        return [
+            self._send(
+                self.session.send(
+                    Frontier(tuple(chunk), tuple((k, bases[k]) for k, _ in chunk if k in bases))
+                )
+            )
+            for chunk in chunks
+        ]
 
     def _send(self, data: bytes) -> Send:
         self.stats.bytes_sent += len(data)

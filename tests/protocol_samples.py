@@ -3,11 +3,15 @@ the seeds that the hypothesis fuzz tests and the atheris target mutate."""
 
 from __future__ import annotations
 
+import zlib
+
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import LogKey, fork_proof, public_bytes, sign_entry
 from protocol.chains import Head
+from protocol.channel import DEFLATED, RAW
 from protocol.messages import (
+    PROTOCOL_VERSION,
     Ack,
     Auth,
     Close,
@@ -18,6 +22,12 @@ from protocol.messages import (
     Request,
     encode_message,
 )
+
+
+def _deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return packer.compress(data) + packer.flush()
+
 
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x42" * 32)  # a test key: never use it for real
 AUTHOR = public_bytes(KEY)
@@ -56,8 +66,8 @@ P1 = sign_entry(
 ENTRIES = [E1.raw, E2.raw, E2_FORK.raw, P1.raw]
 
 SAMPLE_MESSAGES: list[Message] = [
-    Hello(1, AUTHOR, b"\x01" * 32, "node"),
-    Auth(b"\x02" * 64),
+    Hello(PROTOCOL_VERSION, AUTHOR, b"\x01" * 32, b"\x03" * 32),
+    Auth(b"\x02" * 64, "node"),
     Frontier(((CATALOG_LOG, Head(2, E2.hash)), (LogKey(AUTHOR, "profile"), Head(1, P1.hash)))),
     Request(CATALOG_LOG, 1, 2),
     Entries(CATALOG_LOG, (E1.raw, E2.raw)),
@@ -65,6 +75,9 @@ SAMPLE_MESSAGES: list[Message] = [
     Close("bye"),
 ]
 MESSAGES = [encode_message(m) for m in SAMPLE_MESSAGES]
+# What the channel seals (protocol/channel.py): a flag byte, then the message or its deflate.
+FRAME_KEY = b"\x44" * 32
+FRAMES = [bytes([RAW]) + MESSAGES[0], bytes([DEFLATED]) + _deflate(MESSAGES[4])]
 
 _PROOF = fork_proof(E2, E2_FORK)
 assert _PROOF is not None

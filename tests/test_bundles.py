@@ -40,12 +40,13 @@ def test_a_bundle_round_trip_applies_everything_once(tmp_path: Path) -> None:
     a_store, b_store = a.open_store(), b.open_store()
     import_catalog(a_store, a.key, SLIMS)
     summary = export_bundle(a_store, tmp_path / "a.pnb", {})
-    assert summary.entries == 2 and summary.logs == 2  # profile + one catalogue batch
+    # profile + one catalogue batch + its checkpoint
+    assert summary.entries == 3 and summary.logs == 2
     result = import_bundle(b_store, tmp_path / "a.pnb", trusting(b, a))
-    assert (result.applied, result.duplicates, result.rejected) == (2, 0, [])
+    assert (result.applied, result.duplicates, result.rejected) == (3, 0, [])
     assert search(b_store.conn, "corruption")[0].holdings[0].library == "a"
     again = import_bundle(b_store, tmp_path / "a.pnb", trusting(b, a))
-    assert (again.applied, again.duplicates) == (0, 2)
+    assert (again.applied, again.duplicates) == (0, 3)
     assert check_store(b_store).ok
 
 
@@ -121,7 +122,7 @@ def test_a_bundle_carried_across_three_nodes_two_never_connect(make_node: MakeNo
     c.start()
     peer(b, c)
     out = b.cli("bundle", "import", str(bundle)).stdout
-    assert "2 new" in out
+    assert "3 new" in out  # profile, catalogue batch, checkpoint
     wait_for(lambda: bool(c.search("corruption")), 30, "A's records to reach C through B")
     hits = c.search("corruption")
     assert any(h["node_id"] == a_id for hit in hits for h in hit["holdings"])

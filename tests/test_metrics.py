@@ -12,15 +12,16 @@ from prometheus_client.samples import Sample
 from pytest_aiohttp import AiohttpClient
 
 from peernode.daemon import make_app
+from peernode.discovery import Sighting, record_sightings
 from peernode.home import Home
 from peernode.peers import add_peer
 from peernode.store import now_ms
-from protocol import node_id
+from protocol import PROTOCOL_VERSION, node_id
 
 from .nodes import SHARED_DATA, NodeProc
 
 MakeNode = Callable[[str], NodeProc]
-SYNCED_KEY, NEVER_KEY = os.urandom(32), os.urandom(32)
+SYNCED_KEY, NEVER_KEY, NEW = os.urandom(32), os.urandom(32), os.urandom(32)
 
 
 @pytest.fixture
@@ -39,6 +40,9 @@ def home(make_node: MakeNode) -> Home:
         store.conn.execute(
             "UPDATE peers SET last_sync = ? WHERE key = ?", (now_ms() - 60_000, SYNCED_KEY)
         )
+        # Seen on the LAN: a stranger counts as discovered, a peer seen there does not.
+        seen = [Sighting(k, "Seen", "192.0.2.4:8470", PROTOCOL_VERSION) for k in (NEW, SYNCED_KEY)]
+        record_sightings(store.conn, seen, now_ms())
     finally:
         store.conn.close()
     return Home(node.home)
@@ -77,6 +81,7 @@ async def test_metrics_match_the_status_and_time_each_route(
     assert value(found, "peernode_node_info", node_id=home.node_id) == 1
     assert value(found, "peernode_peers") == 2
     assert value(found, "peernode_peers_connected") == 0
+    assert value(found, "peernode_discovered_nodes") == status["discovered"] == 1
     assert value(found, "peernode_rejected_entries_total", reason="signature") == 2
     assert value(found, "peernode_rejected_entries_total", reason="timestamp") == 1
     assert value(found, "peernode_duplicate_entries_received_total") == 0

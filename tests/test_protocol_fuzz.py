@@ -13,6 +13,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,7 @@ from protocol import (
     node_id,
     parse_node_id,
 )
+from protocol.channel import Channel
 from protocol.encoding import pack, unpack
 from protocol.entries import Entry
 from protocol.limits import Limits
@@ -37,6 +39,8 @@ from .protocol_samples import (
     CATALOG_LOG,
     E1,
     ENTRIES,
+    FRAME_KEY,
+    FRAMES,
     KEY,
     MESSAGES,
     PROOFS,
@@ -87,7 +91,15 @@ def _proof(data: bytes, limits: Limits) -> None:
     assert (a.author, a.log, a.seq) == (b.author, b.log, b.seq) and a.hash != b.hash
 
 
-DECODERS: list[Callable[[bytes, Limits], None]] = [_message, _entry, _unpack, _proof]
+def _frame(data: bytes, limits: Limits) -> None:
+    # Sealed with the right key, so the flag byte and the bounded inflate behind the tag are
+    # what gets explored, not just the tag failing.
+    sealed = ChaCha20Poly1305(FRAME_KEY).encrypt(bytes(12), data, None)
+    message = Channel(FRAME_KEY, FRAME_KEY, limits=limits).open(sealed)
+    assert len(message) <= limits.max_message_bytes
+
+
+DECODERS: list[Callable[[bytes, Limits], None]] = [_message, _entry, _unpack, _proof, _frame]
 
 
 def mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
@@ -115,7 +127,7 @@ EDITS = st.lists(
     min_size=1,
     max_size=4,
 )
-VALID = st.sampled_from([*MESSAGES, *ENTRIES, *PROOFS])
+VALID = st.sampled_from([*MESSAGES, *ENTRIES, *PROOFS, *FRAMES])
 
 
 @FUZZ
@@ -266,3 +278,6 @@ def test_the_samples_are_valid() -> None:
     for raw in ENTRIES:
         assert isinstance(decode_entry(raw, now_ms=None), Entry)
     assert ForkProof.from_bytes(PROOFS[0]).to_bytes() == PROOFS[0]
+    for frame in FRAMES:
+        sealed = ChaCha20Poly1305(FRAME_KEY).encrypt(bytes(12), frame, None)
+        assert Channel(FRAME_KEY, FRAME_KEY).open(sealed) in MESSAGES

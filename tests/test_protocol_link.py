@@ -1,14 +1,24 @@
 """Two Replicators with in-memory stores over a fake link that drops, duplicates, reorders and
-truncates messages, driven by a seeded random.Random and a fake clock the test advances."""
+truncates messages, driven by a seeded random.Random and a fake clock the test advances.
+
+The link works below the sealed channel (protocol/channel.py): it opens each message with the
+sender's key, makes its faults on the message, and seals what it delivers again in the order
+delivered. On a real link the channel turns any such fault into a ``decrypt`` error (see
+tests/test_protocol_session.py); here the replicator's own answers to lost, repeated and
+reordered messages are what is tested, as they would be over a transport that re-keys.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +28,7 @@ from protocol import (
     ChainError,
     Closed,
     DecodeError,
+    DecryptError,
     Entry,
     ForkProof,
     Head,
@@ -39,8 +50,16 @@ from protocol import (
     public_bytes,
     sign_entry,
 )
+from protocol.channel import Channel
 from protocol.encoding import pack
-from protocol.messages import Entries, Frontier, Request, decode_message, encode_message
+from protocol.messages import (
+    Entries,
+    Frontier,
+    Message,
+    Request,
+    decode_message,
+    encode_message,
+)
 from protocol.replication import FRONTIER_CHUNK, Action
 
 AUTHOR_KEYS = [Ed25519PrivateKey.from_private_bytes(bytes([0x20 + i]) * 32) for i in range(3)]
@@ -60,6 +79,7 @@ REASONS = {
     "state",
     "auth",
     "fork",
+    "decrypt",  # a message that arrives in plaintext once the receiver holds keys
 }
 
 
@@ -161,6 +181,19 @@ class MemoryStore:
         return {key: len(log) for key, log in self.logs.items()}
 
 
+class TapSession(Session):
+    """A Session that keeps every message it sends: on the wire they are sealed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[Message] = []
+
+    def send(self, msg: Message) -> bytes:
+        data = super().send(msg)
+        self.sent.append(msg)
+        return data
+
+
 class Node:
     """Carries out a replicator's actions against a MemoryStore, as the real node does."""
 
@@ -176,13 +209,16 @@ class Node:
         now: int = T0,
     ) -> None:
         trust = set(trusted)
-        session = Session(
-            NODE_KEYS[index], rng.randbytes(32), f"node{index}", expected_peer=expected_peer
+        self.session = TapSession(
+            NODE_KEYS[index],
+            rng.randbytes(32),
+            f"node{index}",
+            expected_peer=expected_peer,
+            ephemeral=X25519PrivateKey.from_private_bytes(rng.randbytes(32)),
         )
         self.store = store
-        self.rep = Replicator(session, store.heads(), accept, lambda a: a in trust, now=now)
-        self.outbox: list[bytes] = []
-        self.sent: list[bytes] = []
+        self.rep = Replicator(self.session, store.heads(), accept, lambda a: a in trust, now=now)
+        self.outbox: list[bytes] = []  # as sent: sealed once the session has keys
         self.rejects: list[Reject] = []
         self.closed: list[Closed] = []
         self.ready: list[Ready] = []
@@ -192,7 +228,6 @@ class Node:
             match action:
                 case Send(data):
                     self.outbox.append(data)
-                    self.sent.append(data)
                 case Serve(key, first, last):
                     raws = self.store.raws(key, first, last)
                     self.perform(self.rep.entries_messages(key, raws))
@@ -214,7 +249,7 @@ class Node:
         return self.rep.session.closed
 
     def requests(self) -> list[Request]:
-        return [m for m in map(decode_message, self.sent) if isinstance(m, Request)]
+        return [m for m in self.session.sent if isinstance(m, Request)]
 
 
 @dataclass
@@ -227,13 +262,41 @@ class Faults:
     budget: int = 0  # the link is clean once this many faults were made
 
 
+class Relay:
+    """One direction of the link, below the channel: opens each message with the sender's key
+    and seals it again when delivered (each needs the receiver's next nonce)."""
+
+    def __init__(self) -> None:
+        self.channel: Channel | None = None
+
+    def open(self, sender: Session, data: bytes) -> tuple[bytes, bool]:
+        if self.channel is None and sender.channel is not None:
+            key = sender.channel.send_key
+            self.channel = Channel(key, key, compress=False)
+        if self.channel is not None:
+            with contextlib.suppress(DecryptError):
+                return self.channel.open(data), True
+        return data, False  # a Hello, or a Close sent before the keys
+
+    def seal(self, data: bytes, sealed: bool = True) -> bytes:
+        if not sealed:
+            return data
+        assert self.channel is not None
+        return self.channel.seal(data)
+
+
 @dataclass
 class FakeLink:
     rng: random.Random
     faults: Faults = field(default_factory=Faults)
-    queue: list[tuple[int, bytes]] = field(default_factory=list)
+    queue: list[tuple[int, bytes, bool]] = field(default_factory=list)  # (dest, message, sealed)
     cut: bool = False
     tamper: Callable[[int, bytes], bytes | None] | None = None  # a test's own man in the middle
+    relays: tuple[Relay, Relay] = field(default_factory=lambda: (Relay(), Relay()))  # by dest
+
+    def to(self, dest: int, message: bytes) -> bytes:
+        """``message`` sealed as the next one that ``dest`` receives: for a test's own sends."""
+        return self.relays[dest].seal(message)
 
     def _fault(self, p: float) -> bool:
         if self.faults.budget > 0 and self.rng.random() < p:
@@ -241,7 +304,7 @@ class FakeLink:
             return True
         return False
 
-    def carry(self, dest: int, data: bytes) -> None:
+    def carry(self, dest: int, data: bytes, sealed: bool) -> None:
         if self.tamper is not None:
             changed = self.tamper(dest, data)
             if changed is None:
@@ -254,9 +317,9 @@ class FakeLink:
         copies = 2 if self._fault(self.faults.duplicate) else 1
         for _ in range(copies):
             if self._fault(self.faults.reorder):
-                self.queue.insert(self.rng.randrange(len(self.queue) + 1), (dest, data))
+                self.queue.insert(self.rng.randrange(len(self.queue) + 1), (dest, data, sealed))
             else:
-                self.queue.append((dest, data))
+                self.queue.append((dest, data, sealed))
         if self._fault(self.faults.cut):
             self.cut = True
 
@@ -275,7 +338,7 @@ def run(
     def flush() -> None:
         for index, node in enumerate(nodes):
             for data in node.outbox:
-                link.carry(1 - index, data)
+                link.carry(1 - index, *link.relays[1 - index].open(node.session, data))
             node.outbox.clear()
 
     def hang_up(reason: str) -> None:
@@ -294,8 +357,9 @@ def run(
             hang_up("connection lost")
             return
         if link.queue:
-            dest, data = link.queue.pop(0)
-            nodes[dest].perform(nodes[dest].rep.receive(data, clock.now))
+            dest, data, sealed = link.queue.pop(0)
+            wire = link.relays[dest].seal(data, sealed)
+            nodes[dest].perform(nodes[dest].rep.receive(wire, clock.now))
             flush()
             continue
         if a.is_closed or b.is_closed:
@@ -667,20 +731,20 @@ def test_duplicates_do_not_postpone_a_re_request() -> None:
             return None
         return data
 
-    run(a, b, FakeLink(rng, tamper=hold_entries), Clock(), ticks=False)
+    link = FakeLink(rng, tamper=hold_entries)
+    run(a, b, link, Clock(), ticks=False)
     [flight] = b.rep.inflight.values()
     deadline = flight.deadline
     # A stale duplicate (only entry 5, which B holds) arrives just before the deadline.
-    stale = encode_message(Entries(K0, (CHAINS[K0][4].raw,)))
+    stale = link.to(1, encode_message(Entries(K0, (CHAINS[K0][4].raw,))))
     b.perform(b.rep.receive(stale, deadline - 1))
     assert sb.lengths() == {K0: 5}
     assert flight.deadline == deadline  # no progress, no extension
-    b.outbox.clear()
+    sent = len(b.session.sent)
     b.perform(b.rep.tick(deadline))
-    [again] = [decode_message(d) for d in b.outbox]
-    assert again == Request(K0, 6, 12)
+    assert b.session.sent[sent:] == [Request(K0, 6, 12)]
     # Real progress does postpone it.
-    b.perform(b.rep.receive(held_back[0], deadline + 10))
+    b.perform(b.rep.receive(link.to(1, held_back[0]), deadline + 10))
     assert sb.lengths() == {K0: 12} and not b.rep.inflight
 
 
@@ -731,8 +795,9 @@ def test_local_changes_are_announced_and_fetched() -> None:
     link = FakeLink(rng)
     run(a, b, link, Clock())
     sa.apply(K0, CHAINS[K0][6:])
+    sent = len(a.session.sent)
     a.perform(a.rep.local_changed(sa.heads()))
-    assert [decode_message(d) for d in a.outbox] == [Frontier(((K0, sa.heads()[K0]),))]
+    assert a.session.sent[sent:] == [Frontier(((K0, sa.heads()[K0]),))]
     a.perform(a.rep.local_changed(sa.heads()))  # told once only
     assert len(a.outbox) == 1
     for _ in range(20):  # deliver by hand, both ways, until quiet
@@ -760,7 +825,7 @@ def test_a_large_frontier_goes_out_in_chunks() -> None:
     a, b = Node(0, MemoryStore(), rng), Node(1, MemoryStore(), rng)
     a.rep.local = many_heads(FRONTIER_CHUNK + 1)
     run(a, b, FakeLink(rng), Clock())
-    frontiers = [m for m in map(decode_message, a.sent) if isinstance(m, Frontier)]
+    frontiers = [m for m in a.session.sent if isinstance(m, Frontier)]
     assert [len(f.heads) for f in frontiers] == [FRONTIER_CHUNK, 1]
     assert b.rep.theirs == a.rep.local
     assert not b.rejects and not b.is_closed and b.rep.ready

@@ -15,9 +15,14 @@ from typing import Any
 
 import msgpack
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from protocol import (
+    Entry,
     ForkProof,
     Head,
     LogKey,
@@ -28,16 +33,21 @@ from protocol import (
     parse_node_id,
     public_bytes,
     sign_entry,
+    sign_heartbeat,
 )
+from protocol.channel import CHANNEL_INFO, DEFLATED, RAW, inflate, nonce
 from protocol.encoding import pack, unpack
 from protocol.entries import SIGN_CONTEXT
+from protocol.liveness import HEARTBEAT_CONTEXT
 from protocol.messages import (
     PROTOCOL_VERSION,
     Ack,
     Auth,
     Close,
     Entries,
+    ForkNotice,
     Frontier,
+    Heartbeat,
     Hello,
     Message,
     Request,
@@ -55,6 +65,24 @@ SEED_A = bytes(range(32))
 SEED_B = bytes(range(32, 64))
 NONCE_A = bytes.fromhex("a0" * 32)
 NONCE_B = bytes.fromhex("b0" * 32)
+EPHEMERAL_A = bytes(range(64, 96))  # X25519 private keys: any 32 bytes (RFC 7748 clamps them)
+EPHEMERAL_B = bytes(range(96, 128))
+# The Entries message below deflated (raw RFC 1951, zlib level 6), fixed here because another
+# deflate implementation may choose other (equally valid) bytes; receivers only inflate.
+ENTRIES_DEFLATED = bytes.fromhex(
+    "9bc27a44817921fbfecfe704f6c916dc9578ee7d6066fa936b06b397f2c6cbde694b110a35dcb13c"
+    "39b12431273f7dd251469d49479ecf60245e0be381f30c0c8cdde79f66bf8009352ece2f289e3479"
+    "714169c9a224c3b6e589a52519f945c513d7f826e6e5e9288464e4e72616afc8c8cf49c9cc4b2f9e"
+    "d8bc3c29b128393f2575a9b1818181e1eae4c49c9cf8bcd2dca4d4a2a5be890a86462b72f2812667"
+    "e6e7adf0492d4e2d4e4ccc5992599c943771ada5b985b1a9a59991a589b1b1d98a9cc4bcf4d2c4f4"
+    "d4c5e9408d25992539a9eb5c528b14a2124b81260151fa92cad4c4a2b3ec2d9316a7a4e62c4a3238"
+    "e290fceecbb30d7cbba4ca17c66a073df248915eb6f39ded8f03077b577d740a7c70ac5c6bbbef16"
+    "f5f2b0d90c933b552ef82bedf2665274fb9caa733468fa7993531fe7711e393be9480729a1c57444"
+    "612d934491caa2fcdfef98ca5fa4bbbce3f857bedf979d699bd9a10532f735dc9fef860667fe0594"
+    "e09c080d4ea32688d756bb171dde9397aa109e9a9e0af6d7852b471cb6269dc99b6857a07589d5e6"
+    "c51d4ff7eed56516de5bace2ccbf663945a867b524ad5d9e14ec7075fed4f8a57f2ff03efca43d4f"
+    "c73e668a5ae9e28c5df38b4b3e7e600600"
+)
 TS = 1_700_000_000_000
 ENTRY_INPUTS: list[dict[str, Any]] = [
     {
@@ -170,28 +198,43 @@ def build_vectors() -> dict[str, Any]:
                 "signed": e.raw.hex(),
             }
         )
-    a = Session(key_a, NONCE_A, "Stadtbibliothek Musterstadt")
-    b = Session(key_b, NONCE_B, "Gemeindebücherei Beispiel")
+    eph_a, eph_b = (X25519PrivateKey.from_private_bytes(k) for k in (EPHEMERAL_A, EPHEMERAL_B))
+    epub_a, epub_b = (k.public_key().public_bytes_raw() for k in (eph_a, eph_b))
+    # Uncompressed, so that every sealed vector but the one deflated below is exact anywhere.
+    a = Session(key_a, NONCE_A, "Stadtbibliothek Musterstadt", ephemeral=eph_a, compress=False)
+    b = Session(key_b, NONCE_B, "Gemeindebücherei Beispiel", ephemeral=eph_b, compress=False)
     hello_a, hello_b = a.hello(), b.hello()
     a.receive(hello_b)
     b.receive(hello_a)
-    auth_a, auth_b = a.auth(), b.auth()
-    sig_a, sig_b = msgpack.unpackb(auth_a)[1], msgpack.unpackb(auth_b)[1]
+    sealed_auth_a, sealed_auth_b = a.auth(), b.auth()
+    assert a.channel is not None and b.channel is not None and a.transcript_hash is not None
+    th = a.transcript_hash
+    sig_a = key_a.sign(AUTH_CONTEXT + th + NONCE_B + NONCE_A + pub_a + pub_b)
+    sig_b = key_b.sign(AUTH_CONTEXT + th + NONCE_A + NONCE_B + pub_b + pub_a)
+    auth_a, auth_b = encode_message(Auth(sig_a, a.name)), encode_message(Auth(sig_b, b.name))
     cat = LogKey(pub_a, "catalog")
     c1, c2 = entries["catalog-1"], entries["catalog-2"]
     frontier = Frontier(
         ((cat, Head(2, c2.hash)), (LogKey(pub_a, "profile"), Head(1, entries["profile"].hash)))
     )
+    entries_msg = Entries(cat, (c1.raw, c2.raw))
     messages: list[tuple[str, Message]] = [
-        ("hello", Hello(PROTOCOL_VERSION, pub_a, NONCE_A, "Stadtbibliothek Musterstadt")),
-        ("auth", Auth(sig_a)),
+        ("hello", Hello(PROTOCOL_VERSION, pub_a, NONCE_A, epub_a)),
+        ("auth", Auth(sig_a, a.name)),
         ("frontier", frontier),
         ("request", Request(cat, 1, 2)),
-        ("entries", Entries(cat, (c1.raw, c2.raw))),
+        ("entries", entries_msg),
         ("ack", Ack(cat, 2)),
         ("close", Close("done")),
+        ("heartbeat", sign_heartbeat(key_a, TS)),
+        ("fork_notice", ForkNotice(_proof(c2, entries["catalog-2-fork"]).to_bytes())),
     ]
-    assert encode_message(messages[0][1]) == hello_a and encode_message(messages[1][1]) == auth_a
+    assert encode_message(messages[0][1]) == hello_a
+    assert a.channel.open(sealed_auth_b) == auth_b and b.channel.open(sealed_auth_a) == auth_a
+    sealed_frontier_a = a.send(frontier)
+    deflated_frame = bytes([DEFLATED]) + ENTRIES_DEFLATED
+    sealed_entries_a = ChaCha20Poly1305(a.channel.send_key).encrypt(nonce(2), deflated_frame, None)
+    shared = eph_a.exchange(X25519PublicKey.from_public_bytes(epub_b))
     proof = fork_proof(c2, entries["catalog-2-fork"])
     assert proof is not None
     tampered = bytearray(c1.raw)
@@ -199,6 +242,8 @@ def build_vectors() -> dict[str, Any]:
     return {
         "entry_sign_context": SIGN_CONTEXT.hex(),
         "auth_context": AUTH_CONTEXT.hex(),
+        "heartbeat_context": HEARTBEAT_CONTEXT.hex(),
+        "channel_info": CHANNEL_INFO.hex(),
         "keys": [
             {"seed": seed.hex(), "public_key": pub.hex(), "node_id": node_id(pub)}
             for seed, pub in ((SEED_A, pub_a), (SEED_B, pub_b))
@@ -238,15 +283,61 @@ def build_vectors() -> dict[str, Any]:
             }
             for code, (name, msg) in enumerate(messages, start=1)
         ],
-        "auth": {
-            "a": {"seed": SEED_A.hex(), "nonce": NONCE_A.hex(), "hello": hello_a.hex()},
-            "b": {"seed": SEED_B.hex(), "nonce": NONCE_B.hex(), "hello": hello_b.hex()},
-            "transcript_signed_by_a": (AUTH_CONTEXT + NONCE_B + NONCE_A + pub_a + pub_b).hex(),
+        "handshake": {
+            "a": {
+                "seed": SEED_A.hex(),
+                "nonce": NONCE_A.hex(),
+                "ephemeral_private": EPHEMERAL_A.hex(),
+                "ephemeral_public": epub_a.hex(),
+                "hello": hello_a.hex(),
+            },
+            "b": {
+                "seed": SEED_B.hex(),
+                "nonce": NONCE_B.hex(),
+                "ephemeral_private": EPHEMERAL_B.hex(),
+                "ephemeral_public": epub_b.hex(),
+                "hello": hello_b.hex(),
+            },
+            "shared_secret": shared.hex(),
+            "transcript_hash": th.hex(),
+            "key_a": a.channel.send_key.hex(),
+            "key_b": b.channel.send_key.hex(),
+            "transcript_signed_by_a": (AUTH_CONTEXT + th + NONCE_B + NONCE_A + pub_a + pub_b).hex(),
             "signature_a": sig_a.hex(),
             "auth_a": auth_a.hex(),
-            "transcript_signed_by_b": (AUTH_CONTEXT + NONCE_A + NONCE_B + pub_b + pub_a).hex(),
+            "transcript_signed_by_b": (AUTH_CONTEXT + th + NONCE_A + NONCE_B + pub_b + pub_a).hex(),
             "signature_b": sig_b.hex(),
             "auth_b": auth_b.hex(),
+            "sealed": [
+                {
+                    "from": "a",
+                    "counter": 0,
+                    "message": auth_a.hex(),
+                    "frame": (bytes([RAW]) + auth_a).hex(),
+                    "sealed": sealed_auth_a.hex(),
+                },
+                {
+                    "from": "b",
+                    "counter": 0,
+                    "message": auth_b.hex(),
+                    "frame": (bytes([RAW]) + auth_b).hex(),
+                    "sealed": sealed_auth_b.hex(),
+                },
+                {
+                    "from": "a",
+                    "counter": 1,
+                    "message": encode_message(frontier).hex(),
+                    "frame": (bytes([RAW]) + encode_message(frontier)).hex(),
+                    "sealed": sealed_frontier_a.hex(),
+                },
+                {
+                    "from": "a",
+                    "counter": 2,
+                    "message": encode_message(entries_msg).hex(),
+                    "frame": deflated_frame.hex(),
+                    "sealed": sealed_entries_a.hex(),
+                },
+            ],
         },
         "fork_proof": {
             "first": "catalog-2",
@@ -275,15 +366,15 @@ def _key_fields(key: LogKey) -> dict[str, Any]:
 
 def _fields(msg: Message) -> dict[str, Any]:
     match msg:
-        case Hello(version, node_key, nonce, name):
+        case Hello(version, node_key, nonce_, ephemeral):
             return {
                 "version": version,
                 "node_key": node_key.hex(),
-                "nonce": nonce.hex(),
-                "name": name,
+                "nonce": nonce_.hex(),
+                "ephemeral": ephemeral.hex(),
             }
-        case Auth(signature):
-            return {"signature": signature.hex()}
+        case Auth(signature, name):
+            return {"signature": signature.hex(), "name": name}
         case Frontier(heads):
             return {
                 "heads": [{**_key_fields(k), "seq": h.seq, "hash": h.hash.hex()} for k, h in heads]
@@ -296,7 +387,21 @@ def _fields(msg: Message) -> dict[str, Any]:
             return {**_key_fields(key), "seq": seq}
         case Close(reason):
             return {"reason": reason}
+        case Heartbeat(node_key, timestamp, signature):
+            return {
+                "node_key": node_key.hex(),
+                "timestamp": timestamp,
+                "signature": signature.hex(),
+            }
+        case ForkNotice(proof):
+            return {"proof": proof.hex()}
     raise AssertionError(msg)  # pragma: no cover
+
+
+def _proof(a: Entry, b: Entry) -> ForkProof:
+    proof = fork_proof(a, b)
+    assert proof is not None
+    return proof
 
 
 def _message(kind: str, f: dict[str, Any]) -> Message:
@@ -308,10 +413,13 @@ def _message(kind: str, f: dict[str, Any]) -> Message:
     match kind:
         case "hello":
             return Hello(
-                f["version"], bytes.fromhex(f["node_key"]), bytes.fromhex(f["nonce"]), f["name"]
+                f["version"],
+                bytes.fromhex(f["node_key"]),
+                bytes.fromhex(f["nonce"]),
+                bytes.fromhex(f["ephemeral"]),
             )
         case "auth":
-            return Auth(bytes.fromhex(f["signature"]))
+            return Auth(bytes.fromhex(f["signature"]), f["name"])
         case "frontier":
             return Frontier(
                 tuple(
@@ -330,6 +438,12 @@ def _message(kind: str, f: dict[str, Any]) -> Message:
             return Ack(key(), f["seq"])
         case "close":
             return Close(f["reason"])
+        case "heartbeat":
+            return Heartbeat(
+                bytes.fromhex(f["node_key"]), f["timestamp"], bytes.fromhex(f["signature"])
+            )
+        case "fork_notice":
+            return ForkNotice(bytes.fromhex(f["proof"]))
     raise AssertionError(kind)  # pragma: no cover
 
 
@@ -357,7 +471,8 @@ def test_the_doc_matches_the_generator(vectors: dict[str, Any]) -> None:
 
 def test_contexts(vectors: dict[str, Any]) -> None:
     assert bytes.fromhex(vectors["entry_sign_context"]) == b"peernode/entry/v1\x00"
-    assert bytes.fromhex(vectors["auth_context"]) == b"peernode/auth/v1\x00"
+    assert bytes.fromhex(vectors["auth_context"]) == b"peernode/auth/v2\x00"
+    assert bytes.fromhex(vectors["channel_info"]) == b"peernode/channel/v2 "
 
 
 def test_keys_and_node_ids(vectors: dict[str, Any]) -> None:
@@ -444,6 +559,8 @@ def test_messages(vectors: dict[str, Any]) -> None:
         "entries": 5,
         "ack": 6,
         "close": 7,
+        "heartbeat": 8,
+        "fork_notice": 9,
     }
     for m in vectors["messages"]:
         data = bytes.fromhex(m["encoded"])
@@ -453,28 +570,71 @@ def test_messages(vectors: dict[str, Any]) -> None:
         assert msgpack.unpackb(data)[0] == m["code"]
 
 
-def test_auth_transcript(vectors: dict[str, Any]) -> None:
-    auth = vectors["auth"]
-    key_a, key_b = (signing_key(bytes.fromhex(auth[s]["seed"])) for s in "ab")
+def test_handshake(vectors: dict[str, Any]) -> None:
+    """The key schedule from the doc's numbers, with the primitives used directly."""
+    hs = vectors["handshake"]
+    key_a, key_b = (signing_key(bytes.fromhex(hs[s]["seed"])) for s in "ab")
     pub_a, pub_b = public_bytes(key_a), public_bytes(key_b)
-    nonce_a, nonce_b = (bytes.fromhex(auth[s]["nonce"]) for s in "ab")
-    transcript_a = AUTH_CONTEXT + nonce_b + nonce_a + pub_a + pub_b
-    assert transcript_a.hex() == auth["transcript_signed_by_a"]
-    assert key_a.sign(transcript_a).hex() == auth["signature_a"]
-    transcript_b = AUTH_CONTEXT + nonce_a + nonce_b + pub_b + pub_a
-    assert transcript_b.hex() == auth["transcript_signed_by_b"]
-    assert key_b.sign(transcript_b).hex() == auth["signature_b"]
-    # And through the state machine: B accepts A's recorded hello and auth for B's nonce.
-    b = Session(key_b, nonce_b, "B")
-    b.hello()
-    b.receive(bytes.fromhex(auth["a"]["hello"]))
-    b.receive(bytes.fromhex(auth["auth_a"]))
-    assert b.peer_key == pub_a
-    a = Session(key_a, nonce_a, "A")
-    a.hello()
-    a.receive(bytes.fromhex(auth["b"]["hello"]))
-    assert a.auth().hex() == auth["auth_a"]
-    a.receive(bytes.fromhex(auth["auth_b"]))
+    nonce_a, nonce_b = (bytes.fromhex(hs[s]["nonce"]) for s in "ab")
+    eph_a, eph_b = (
+        X25519PrivateKey.from_private_bytes(bytes.fromhex(hs[s]["ephemeral_private"])) for s in "ab"
+    )
+    for side, eph in (("a", eph_a), ("b", eph_b)):
+        assert eph.public_key().public_bytes_raw().hex() == hs[side]["ephemeral_public"]
+    hello_a, hello_b = (bytes.fromhex(hs[s]["hello"]) for s in "ab")
+    assert msgpack.unpackb(hello_a)[4].hex() == hs["a"]["ephemeral_public"]
+    shared = eph_a.exchange(
+        X25519PublicKey.from_public_bytes(bytes.fromhex(hs["b"]["ephemeral_public"]))
+    )
+    assert shared == eph_b.exchange(eph_a.public_key()) and shared.hex() == hs["shared_secret"]
+    first, second = (hello_a, hello_b) if pub_a < pub_b else (hello_b, hello_a)
+    th = hashlib.sha256(first + second).digest()
+    assert th.hex() == hs["transcript_hash"]
+    for side, pub in (("a", pub_a), ("b", pub_b)):
+        hkdf = HKDF(hashes.SHA256(), 32, salt=th, info=b"peernode/channel/v2 " + pub)
+        assert hkdf.derive(shared).hex() == hs[f"key_{side}"]
+    transcript_a = b"peernode/auth/v2\x00" + th + nonce_b + nonce_a + pub_a + pub_b
+    assert transcript_a.hex() == hs["transcript_signed_by_a"]
+    assert key_a.sign(transcript_a).hex() == hs["signature_a"]
+    transcript_b = b"peernode/auth/v2\x00" + th + nonce_a + nonce_b + pub_b + pub_a
+    assert transcript_b.hex() == hs["transcript_signed_by_b"]
+    assert key_b.sign(transcript_b).hex() == hs["signature_b"]
+    auth_a = Auth(bytes.fromhex(hs["signature_a"]), "Stadtbibliothek Musterstadt")
+    assert hs["auth_a"] == encode_message(auth_a).hex()
+    for v in hs["sealed"]:
+        key = bytes.fromhex(hs[f"key_{v['from']}"])
+        frame, sealed = bytes.fromhex(v["frame"]), bytes.fromhex(v["sealed"])
+        aead = ChaCha20Poly1305(key)
+        assert aead.encrypt(v["counter"].to_bytes(12, "big"), frame, None) == sealed
+        body = frame[1:] if frame[0] == RAW else inflate(frame[1:], 1 << 20)
+        assert frame[0] in (RAW, DEFLATED) and body.hex() == v["message"]
+
+
+def test_handshake_through_the_state_machine(vectors: dict[str, Any]) -> None:
+    """B accepts A's recorded hello and sealed auth for B's nonce and ephemeral, and the
+    sealed messages open in order."""
+    hs = vectors["handshake"]
+    key_a, key_b = (signing_key(bytes.fromhex(hs[s]["seed"])) for s in "ab")
+    nonce_a, nonce_b = (bytes.fromhex(hs[s]["nonce"]) for s in "ab")
+    eph_a, eph_b = (
+        X25519PrivateKey.from_private_bytes(bytes.fromhex(hs[s]["ephemeral_private"])) for s in "ab"
+    )
+    sealed = {(v["from"], v["counter"]): bytes.fromhex(v["sealed"]) for v in hs["sealed"]}
+    b = Session(key_b, nonce_b, "Gemeindebücherei Beispiel", ephemeral=eph_b, compress=False)
+    assert b.hello().hex() == hs["b"]["hello"]
+    b.receive(bytes.fromhex(hs["a"]["hello"]))
+    assert b.transcript_hash is not None and b.transcript_hash.hex() == hs["transcript_hash"]
+    assert b.auth() == sealed[("b", 0)]
+    assert isinstance(b.receive(sealed[("a", 0)]), Auth)
+    assert (b.peer_key, b.peer_name) == (public_bytes(key_a), "Stadtbibliothek Musterstadt")
+    assert isinstance(b.receive(sealed[("a", 1)]), Frontier)
+    entries = b.receive(sealed[("a", 2)])  # deflated
+    assert isinstance(entries, Entries) and len(entries.raws) == 2
+    a = Session(key_a, nonce_a, "Stadtbibliothek Musterstadt", ephemeral=eph_a, compress=False)
+    assert a.hello().hex() == hs["a"]["hello"]
+    a.receive(bytes.fromhex(hs["b"]["hello"]))
+    assert a.auth() == sealed[("a", 0)]
+    assert isinstance(a.receive(sealed[("b", 0)]), Auth)
 
 
 def test_fork_proof(vectors: dict[str, Any]) -> None:
