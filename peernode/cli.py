@@ -140,10 +140,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Show this node: id, records in the replica, peers, rejected entries."""
     home = _home(ctx)
     running = home.daemon_running()
-    live = _daemon_peers(home) if running else {}
-    store = home.open_store()
-    data = node_status(home, store, running=running, connected=_connected(live))
-    _overlay_live(data["peers"], live)
+    # A running daemon knows more than its file: who is connected, lag now, counts not yet
+    # written. Ask it; read the file when it is not running or does not answer.
+    data = _daemon_status(home) if running else None
+    if data is None:
+        data = node_status(home, home.open_store(), running=running, connected=set())
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
@@ -165,18 +166,24 @@ def status(ctx: click.Context, as_json: bool) -> None:
         )
 
 
-def _daemon_peers(home: Home) -> dict[str, dict[str, Any]]:
-    """Ask the running daemon for its peer rows: only it knows who is connected, and its
-    liveness values are newer than the table's (written once per heartbeat interval)."""
+def _daemon_status(home: Home) -> dict[str, Any] | None:
+    """The running daemon's /api/status, or None when it does not answer."""
     import urllib.request
 
     try:
         url = f"http://{home.daemon_address() or home.config.listen}/api/status"
         with urllib.request.urlopen(url, timeout=2) as response:
-            peers = json.load(response)["peers"]
-        return {str(p["node_id"]): p for p in peers}
-    except (OSError, ValueError, KeyError):
-        return {}
+            data = json.load(response)
+        return data if isinstance(data, dict) and "peers" in data else None
+    except (OSError, ValueError):
+        return None
+
+
+def _daemon_peers(home: Home) -> dict[str, dict[str, Any]]:
+    """The running daemon's peer rows: only it knows who is connected, and its liveness
+    values are newer than the table's (written once per heartbeat interval)."""
+    data = _daemon_status(home)
+    return {str(p["node_id"]): p for p in data["peers"]} if data else {}
 
 
 def _connected(live: dict[str, dict[str, Any]]) -> set[bytes]:

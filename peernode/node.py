@@ -541,6 +541,9 @@ class Node:
                             failures = -1
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     reason = f"cannot reach {address}: {type(exc).__name__}: {exc}"
+                except Exception as exc:  # a bug in one session must not end this dialer for good
+                    log.exception("the connection to %s failed", short_id(key))
+                    reason = f"internal error: {type(exc).__name__}: {exc}"
                 log.debug("connection to %s ended: %s", short_id(key), reason)
                 await self._note_error(key, reason)
                 failures += 1

@@ -123,6 +123,7 @@ class SyncConnection:
             limits=node.limits,
             claim=lambda key: node.claim(self, key),
             release=lambda key: node.release(self, key),
+            heartbeat_known=node.liveness.book.known,
             request_timeout_ms=REQUEST_TIMEOUT_MS,
             max_batch_bytes=MESSAGE_BYTES,
         )
@@ -331,7 +332,16 @@ class SyncConnection:
                     self._outbox.clear()
                     return
                 await self._pace(len(self._outbox[0]))
-                await self.ws.send_bytes(self._outbox.popleft())
+                try:
+                    await self.ws.send_bytes(self._outbox.popleft())
+                except (ConnectionResetError, aiohttp.ClientError) as exc:
+                    # The socket went away under us; the reader loop ends the session. Every
+                    # task that sends (server, pusher, pumps) must survive this, not die
+                    # with an exception nobody retrieves.
+                    self.close_reason = self.close_reason or f"connection lost: {exc}"
+                    self._closing = True
+                    self._outbox.clear()
+                    return
 
     async def _pace(self, size: int) -> None:
         """Keep to ``upload_kbps``: wait until this message's share of the line is free.

@@ -72,6 +72,11 @@ class LivenessBook:
         self.heard_at[beat.node_key] = now
         return True
 
+    def known(self, node_key: bytes, timestamp: int) -> bool:
+        """We hold a heartbeat of ``node_key`` at least as new as ``timestamp``."""
+        held = self.beats.get(node_key)
+        return held is not None and held.timestamp >= timestamp
+
     def should_relay(self, node_key: bytes, now: int) -> bool:
         """At most one relay per member per interval; True claims this interval's slot."""
         last = self._relayed_at.get(node_key)

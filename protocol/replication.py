@@ -168,6 +168,9 @@ class Replicator:
     # The node grants each log to one session at a time (see the module docstring).
     claim: Callable[[LogKey], bool] = field(default=lambda key: True)
     release: Callable[[LogKey], None] = field(default=lambda key: None)
+    # True when the node already holds a heartbeat of this member at least this new: relays
+    # bring each one over several links, and only the first is worth a signature check.
+    heartbeat_known: Callable[[bytes, int], bool] = field(default=lambda key, ts: False)
     # Logs held from a checkpoint on (a snapshot start): ours, announced in Frontiers, and theirs.
     local_bases: dict[LogKey, int] = field(default_factory=dict)
     their_bases: dict[LogKey, int] = field(default_factory=dict)
@@ -459,8 +462,8 @@ class Replicator:
         return [OwnLogBehind(key, held, head)]
 
     def _on_heartbeat(self, beat: Heartbeat) -> list[Action]:
-        if not self.trusted(beat.node_key):
-            return []  # not a member we follow: nothing to keep, nothing to pass on
+        if not self.trusted(beat.node_key) or self.heartbeat_known(beat.node_key, beat.timestamp):
+            return []  # not a member we follow, or old news: nothing to keep or pass on
         try:
             verify_heartbeat(beat, now_ms=self.now, limits=self.limits)
         except RemoteProtocolError as exc:

@@ -103,9 +103,9 @@ def test_since_a_frontier_exports_only_what_is_new(tmp_path: Path) -> None:
     summary = export_bundle(
         a_store, tmp_path / "second.pnb", read_frontier(tmp_path / "b.frontier")
     )
-    assert summary.entries == 1  # the new catalogue batch only
+    assert summary.entries == 2  # the new catalogue batch and its checkpoint only
     result = import_bundle(b_store, tmp_path / "second.pnb", trusting(b, a))
-    assert (result.applied, result.duplicates) == (1, 0)
+    assert (result.applied, result.duplicates) == (2, 0)
 
 
 @pytest.mark.slow
