@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -68,7 +69,12 @@ class Liveness:
                 conn.push_heartbeats([beat])
 
     async def run(self) -> None:
-        """The background task: our heartbeat to every connection, then write the table."""
+        """The background task: our heartbeat to every connection, then write the table.
+
+        Each beat is jittered: nodes started together (a power cut, a benchmark) would otherwise
+        beat in step, and every relay and table write of the mesh would land at one moment.
+        """
+        await asyncio.sleep(random.uniform(0, self.interval))
         while True:
             beat = self.own_beat()
             for conn in list(self.node.connections.values()):
@@ -77,7 +83,7 @@ class Liveness:
                 await self.flush()
             except StorageFull as exc:
                 log.warning("liveness not saved: %s", exc)
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(self.interval * random.uniform(0.9, 1.1))
 
     async def flush(self) -> None:
         """Write heartbeats heard since the last flush, each connected peer's lag, and counters."""

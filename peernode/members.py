@@ -21,7 +21,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import Entry, node_id
 from protocol.kinds import MEMBER, MEMBERS_LOG
-from protocol.membership import ADMIN, ADMIT, REVOKE, Membership, Statement, fold
+from protocol.membership import (
+    ADMIN,
+    ADMIT,
+    CURRENT,
+    REMOVED,
+    REVOKE,
+    REVOKED,
+    Membership,
+    Statement,
+    fold,
+)
 
 from .db import transaction
 
@@ -121,9 +131,10 @@ def trusted(
     unless the network removed or revoked them or the node blocked them."""
     if key == own:
         return True
-    if key in blocked or key in membership.excluded:
+    member = membership.members.get(key)  # one lookup: this runs per log, per message
+    if key in blocked or (member is not None and member.status in (REMOVED, REVOKED)):
         return False
-    return membership.is_member(key) or key in pinned
+    return (member is not None and member.status == CURRENT) or key in pinned
 
 
 class TrustView:

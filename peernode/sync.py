@@ -57,6 +57,8 @@ REQUEST_TIMEOUT_MS = 10 * 60 * 1000
 # Smaller messages show progress sooner on a slow line and cost little on a fast one.
 MESSAGE_BYTES = 512 * 1024
 TICK_SECONDS = 1.0
+LAG_TICKS = 5  # how often (in ticks) a connection re-measures how far behind the peer we are
+HEARTBEAT_BATCH_SECONDS = 1.0  # heartbeats wait this long to share a message
 # What one peer may send us. Far above an honest peer (a sync is a few messages of up to 512 KiB
 # a second; heartbeats a few a second in a large mesh), so only a flood ever waits; one that
 # keeps us waiting for FLOOD_SECONDS is closed (peernode/ratelimit.py).
@@ -92,8 +94,10 @@ class SyncConnection:
         self._push_beats: dict[bytes, Heartbeat] = {}
         self._push_forks: list[ForkProof] = []
         self._push_wake = asyncio.Event()
+        self._beats_due: asyncio.TimerHandle | None = None
         self._closing = False
         self._caught_up = False
+        self._progress_checked = 0.0
         self.close_reason = ""
 
     @property
@@ -238,10 +242,18 @@ class SyncConnection:
         self._push_wake.set()
 
     def push_heartbeats(self, beats: list[Heartbeat]) -> None:
+        """Heartbeats are not urgent: gather them for ``HEARTBEAT_BATCH_SECONDS`` and send one
+        message, rather than one message per member per link."""
         for beat in beats:
             known = self._push_beats.get(beat.node_key)
             if known is None or known.timestamp < beat.timestamp:
                 self._push_beats[beat.node_key] = beat
+        if self._beats_due is None:
+            loop = asyncio.get_running_loop()
+            self._beats_due = loop.call_later(HEARTBEAT_BATCH_SECONDS, self._wake_for_beats)
+
+    def _wake_for_beats(self) -> None:
+        self._beats_due = None
         self._push_wake.set()
 
     def push_fork(self, proof: ForkProof) -> None:
@@ -374,15 +386,18 @@ class SyncConnection:
 
     async def _ticker(self) -> None:
         idle = self.node.liveness.idle_seconds
+        ticks = 0
         while True:
             await asyncio.sleep(TICK_SECONDS)
             assert self.rep is not None
             await self.perform(self.rep.tick(now_ms()))
-            behind, _ = self.lag()  # once a tick: it walks every log the peer holds
-            if not behind:
-                self.behind_since = None
-            elif self.behind_since is None:
-                self.behind_since = now_ms()
+            ticks += 1
+            if ticks % LAG_TICKS == 0:  # lag() walks every log the peer holds
+                behind, _ = self.lag()
+                if not behind:
+                    self.behind_since = None
+                elif self.behind_since is None:
+                    self.behind_since = now_ms()
             silent = asyncio.get_running_loop().time() - self._last_heard
             if silent > idle and not self._closing:
                 # A live peer sends a heartbeat every interval; a trickled message never ends.
@@ -399,6 +414,10 @@ class SyncConnection:
             return
         if self.node.own_head_pending and rep.own_head_confirmed:
             await self.node.own_head_confirmed(self.peer_key)
+        now = asyncio.get_running_loop().time()
+        if self._caught_up and now - self._progress_checked < TICK_SECONDS:
+            return  # caught up a moment ago: a heartbeat need not walk every log again
+        self._progress_checked = now
         caught_up = rep.caught_up
         if caught_up and not self._caught_up:
             await self.node.note_synced(self.peer_key)

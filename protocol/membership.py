@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import pairwise
 
 from .entries import Entry
@@ -106,16 +107,16 @@ class Membership:
         member = self.members.get(key)
         return member.status if member is not None else None
 
-    @property
+    @cached_property
     def current(self) -> frozenset[bytes]:
         return frozenset(k for k, m in self.members.items() if m.status == CURRENT)
 
-    @property
+    @cached_property
     def excluded(self) -> frozenset[bytes]:
         """Keys the network put out: removed or revoked. Never trusted, even when pinned."""
         return frozenset(k for k, m in self.members.items() if m.status in (REMOVED, REVOKED))
 
-    @property
+    @cached_property
     def admins(self) -> frozenset[bytes]:
         return frozenset(k for k, m in self.members.items() if m.admin and m.status == CURRENT)
 
