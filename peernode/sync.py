@@ -50,10 +50,11 @@ log = logging.getLogger("peernode.sync")
 
 SERVE_QUEUE = 64  # pending requests from one peer; more is a flood and closes the session
 SERVE_CHUNK_BYTES = 2 * 1024 * 1024
-# A WebSocket loses no message within a session, and its heartbeat ends a dead one, so asking
-# again in the same session only duplicates data still in flight: on a lossy 256 kbit/s line a
-# 2 MiB batch takes minutes. Re-requests stay for the protocol's unreliable transports.
-REQUEST_TIMEOUT_MS = 10 * 60 * 1000
+# A WebSocket loses no message within a session, so a request that brings nothing for two
+# minutes (a 512 KiB batch takes about 16 s at 256 kbit/s) means a stuck peer, not a lost
+# message: ask once more, then end the session so another peer, or a new session, takes the log.
+REQUEST_TIMEOUT_MS = 2 * 60 * 1000  # without progress; each batch received restarts it
+REQUEST_TRIES = 2  # then the session ends, and another peer (or a new session) takes the log
 # Smaller messages show progress sooner on a slow line and cost little on a fast one.
 MESSAGE_BYTES = 512 * 1024
 TICK_SECONDS = 1.0
@@ -129,6 +130,7 @@ class SyncConnection:
             release=lambda key: node.release(self, key),
             heartbeat_known=node.liveness.book.known,
             request_timeout_ms=REQUEST_TIMEOUT_MS,
+            max_tries=REQUEST_TRIES,
             max_batch_bytes=MESSAGE_BYTES,
         )
         tasks = [
@@ -371,6 +373,18 @@ class SyncConnection:
 
     async def _server(self) -> None:
         """Stream requested entries, a chunk at a time, without holding up the reader."""
+        try:
+            await self._serve_requests()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A server that died in silence would leave the peer waiting on every log it asked
+            # us for; end the session instead, loudly.
+            log.exception("serving %s failed", self.label)
+            self._closing = True
+            await self.ws.close()
+
+    async def _serve_requests(self) -> None:
         while True:
             request = await self._serve_queue.get()
             assert self.rep is not None

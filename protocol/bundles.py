@@ -13,12 +13,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
 from .encoding import pack
-from .errors import DecodeError, LimitExceeded
+from .errors import DecodeError
 from .identity import KEY_BYTES
 from .limits import DEFAULT_LIMITS, Limits
+from .streams import ValueStream
 
 BUNDLE_MAGIC = "peernode-bundle"
 BUNDLE_VERSION = 1
@@ -55,48 +54,28 @@ class BundleReader:
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self.limits = limits
         self.header: BundleHeader | None = None
-        self._unpacker = msgpack.Unpacker(
-            raw=False,
-            strict_map_key=True,
-            max_buffer_size=limits.max_entry_bytes + 1024,
-            max_bin_len=limits.max_entry_bytes + 128,
-            max_str_len=1024,
-            max_array_len=16,
-            max_map_len=16,
-            max_ext_len=0,
-        )
-        self.position = 0  # values read so far, for error messages
-        self._fed = 0
+        self._stream = ValueStream("bundle", limits)
+
+    @property
+    def position(self) -> int:
+        return self._stream.position
 
     def feed(self, data: bytes) -> list[bytes]:
-        self._fed += len(data)
-        try:
-            self._unpacker.feed(data)
-        except msgpack.BufferFull:
-            raise LimitExceeded(
-                f"bundle value {self.position + 1} is larger than an entry may be"
-            ) from None
         out: list[bytes] = []
-        try:
-            for value in self._unpacker:
-                self.position += 1
-                if self.header is None:
-                    self.header = _header(value)
-                elif isinstance(value, bytes):
-                    out.append(value)
-                else:
-                    raise DecodeError(f"bundle value {self.position} is not a signed entry")
-        except (ValueError, msgpack.UnpackException) as exc:
-            raise DecodeError(
-                f"bundle value {self.position + 1} is not valid msgpack: {exc}"
-            ) from None
+        for value in self._stream.feed(data):
+            if self.header is None:
+                self.header = _header(value)
+            elif isinstance(value, bytes):
+                out.append(value)
+            else:
+                raise DecodeError(f"bundle value {self.position} is not a signed entry")
         return out
 
     def finish(self) -> None:
         """Call at the end of the file: a bundle cut short is an error, not a smaller bundle."""
         if self.header is None:
             raise DecodeError("this is not a peernode bundle (no header)")
-        if self._unpacker.tell() != self._fed:
+        if not self._stream.ends_cleanly:
             raise DecodeError("the bundle ends in the middle of an entry: the file was cut short")
         if self.position - 1 != self.header.entries:
             raise DecodeError(

@@ -162,6 +162,9 @@ class Replicator:
     limits: Limits = DEFAULT_LIMITS
     handshake_timeout_ms: int = 15_000
     request_timeout_ms: int = 30_000
+    # Requests without progress before the session is given up (None: ask again for ever, for
+    # transports that lose messages; over a reliable one, silence means a stuck peer).
+    max_tries: int | None = None
     max_inflight: int = 8
     max_batch_bytes: int = 2 * 1024 * 1024
     block_retry_ms: int = 60_000
@@ -380,6 +383,13 @@ class Replicator:
                 if probe is not None:  # the peer does not show its entry at our head
                     out.extend(self._block(key, probe))
                     continue
+                if self.max_tries is not None and flight.tries >= self.max_tries:
+                    # This peer does not answer: end the session, which frees the log for
+                    # another peer (the node's claims) and lets the dialer start afresh.
+                    where = f"{short_id(key.author)}/{key.log}"
+                    return out + self._close(
+                        f"{self.peer} did not answer requests for {where} ({flight.tries} tries)"
+                    )
                 held = self.local[key].seq if key in self.local else 0
                 flight.first, flight.tries = held + 1, flight.tries + 1
                 flight.deadline = now + self.request_timeout_ms

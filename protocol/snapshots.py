@@ -27,14 +27,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
 from .chains import LogKey
 from .encoding import pack, unpack
-from .errors import DecodeError, InvalidBody, LimitExceeded
+from .errors import DecodeError, InvalidBody
 from .identity import KEY_BYTES
 from .kinds import validate_record
 from .limits import DEFAULT_LIMITS, Limits
+from .streams import ValueStream
 
 SNAPSHOT_MAGIC = "peernode-snapshot"
 SNAPSHOT_VERSION = 1
@@ -149,40 +148,17 @@ class SnapshotReader:
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self.limits = limits
         self.header: SnapshotHeader | None = None
-        self._unpacker = msgpack.Unpacker(
-            raw=False,
-            strict_map_key=True,
-            max_buffer_size=limits.max_entry_bytes + 1024,
-            max_bin_len=limits.max_entry_bytes + 128,
-            max_str_len=1024,
-            max_array_len=16,
-            max_map_len=16,
-            max_ext_len=0,
-        )
-        self.position = 0
-        self._fed = 0
+        self._stream = ValueStream("snapshot", limits)
         self._sections = 0
         self._records_left = 0
         self._entries_left = 0
 
+    @property
+    def position(self) -> int:
+        return self._stream.position
+
     def feed(self, data: bytes) -> list[SnapshotEvent]:
-        self._fed += len(data)
-        try:
-            self._unpacker.feed(data)
-        except msgpack.BufferFull:
-            raise LimitExceeded(
-                f"snapshot value {self.position + 1} is larger than an entry may be"
-            ) from None
-        out: list[SnapshotEvent] = []
-        try:
-            for value in self._unpacker:
-                self.position += 1
-                out.append(self._event(value))
-        except (ValueError, msgpack.UnpackException) as exc:
-            raise DecodeError(
-                f"snapshot value {self.position + 1} is not valid msgpack: {exc}"
-            ) from None
-        return out
+        return [self._event(value) for value in self._stream.feed(data)]
 
     def _event(self, value: Any) -> SnapshotEvent:
         if self.header is None:
@@ -210,7 +186,7 @@ class SnapshotReader:
         if self.header is None:
             raise DecodeError("this is not a peernode snapshot (no header)")
         if (
-            self._unpacker.tell() != self._fed
+            not self._stream.ends_cleanly
             or self._records_left
             or self._entries_left
             or self._sections != self.header.logs

@@ -47,10 +47,12 @@ from protocol import (
 from protocol.replication import Action
 
 T0 = 1_700_000_000_000  # the simulated clock starts here (ms)
-# Like peernode/sync.py: a live WebSocket loses nothing, so a stalled request is asked again only
-# after ten minutes. (Imported values would drag aiohttp in; tests/test_mesh_model.py checks
-# that these stay equal to sync.py's.)
-REQUEST_TIMEOUT_MS = 10 * 60 * 1000
+# Like peernode/sync.py: a live WebSocket loses nothing, so a stalled request is asked again
+# after two minutes without progress, and the session is given up after the second try.
+# (Imported values would drag aiohttp in; tests/test_mesh_model.py checks that these stay
+# equal to sync.py's.)
+REQUEST_TIMEOUT_MS = 2 * 60 * 1000
+REQUEST_TRIES = 2
 # Small Entries messages (a few entries each), so that one request is answered in several
 # messages and the model sees partial progress; sync.py uses 512 KiB, same code path.
 BATCH_BYTES = 1024
@@ -334,6 +336,7 @@ class Mesh:
             claim=claim,
             release=release,
             request_timeout_ms=REQUEST_TIMEOUT_MS,
+            max_tries=REQUEST_TRIES,
             max_batch_bytes=BATCH_BYTES,
         )
         self.replicators.append(rep)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from peernode.home import Home, init_home
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 BOOKS = SHARED_DATA / "loc-books" / "books.json"
@@ -149,3 +151,14 @@ def peer(inviter: NodeProc, joiner: NodeProc) -> None:
     """Make two nodes peers the way a librarian would: invite on one, join on the other."""
     code = inviter.cli("peer", "invite").stdout.strip().splitlines()[-1]
     joiner.cli("peer", "join", code)
+
+
+def offline_home(tmp_path: Path, name: str) -> Home:
+    """A node's home with no daemon, for store-level tests (bundles, snapshots)."""
+    return init_home(tmp_path / name, name=name, isil="", contact="", listen="127.0.0.1:1")
+
+
+def trusting(home: Home, *others: Home) -> Callable[[bytes], bool]:
+    """Trust as `home` would with ``others`` as its peers."""
+    keys = {home.public_key, *(o.public_key for o in others)}
+    return lambda author: author in keys

@@ -17,22 +17,13 @@ from peernode.bundles import (
 )
 from peernode.catalog import import_catalog
 from peernode.check import check_store
-from peernode.home import Home, init_home
 from peernode.search import search
 
-from .nodes import BOOKS, SHARED_DATA, NodeProc, peer, wait_for
+from .nodes import BOOKS, SHARED_DATA, NodeProc, peer, trusting, wait_for
+from .nodes import offline_home as node
 
 SLIMS = SHARED_DATA / "slims" / "sampledata.sql"
 MakeNode = Callable[[str], NodeProc]
-
-
-def node(tmp_path: Path, name: str) -> Home:
-    return init_home(tmp_path / name, name=name, isil="", contact="", listen="127.0.0.1:1")
-
-
-def trusting(home: Home, *others: Home) -> Callable[[bytes], bool]:
-    keys = {home.public_key, *(o.public_key for o in others)}
-    return lambda author: author in keys
 
 
 def test_a_bundle_round_trip_applies_everything_once(tmp_path: Path) -> None:

@@ -222,6 +222,7 @@ def test_model_uses_sync_timeouts() -> None:
     from peernode import sync
 
     assert meshsim.REQUEST_TIMEOUT_MS == sync.REQUEST_TIMEOUT_MS
+    assert meshsim.REQUEST_TRIES == sync.REQUEST_TRIES
 
 
 def catalog_body(n: int) -> dict[str, object]:

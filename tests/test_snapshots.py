@@ -14,7 +14,7 @@ import pytest
 from peernode.bundles import export_bundle, import_bundle
 from peernode.catalog import CATALOG_LOG, import_catalog
 from peernode.check import check_store
-from peernode.home import Home, init_home
+from peernode.home import Home
 from peernode.snapshots import SnapshotError, export_snapshot, import_snapshot
 from peernode.store import OwnHeadUnconfirmed, Store
 from protocol import CATALOG, CHECKPOINT, DecodeError, Head, LogKey
@@ -22,19 +22,11 @@ from protocol.encoding import pack
 from protocol.messages import Frontier, decode_message, encode_message
 from protocol.snapshots import STATE_CONTEXT, check_record, state_digest
 
-from .nodes import BOOKS, SHARED_DATA, NodeProc, peer, wait_for
+from .nodes import BOOKS, SHARED_DATA, NodeProc, peer, trusting, wait_for
+from .nodes import offline_home as node
 
 SLIMS = SHARED_DATA / "slims" / "sampledata.sql"
 MakeNode = Callable[[str], NodeProc]
-
-
-def node(tmp_path: Path, name: str) -> Home:
-    return init_home(tmp_path / name, name=name, isil="", contact="", listen="127.0.0.1:1")
-
-
-def trusting(home: Home, *others: Home) -> Callable[[bytes], bool]:
-    keys = {home.public_key, *(o.public_key for o in others)}
-    return lambda author: author in keys
 
 
 def catalogue(tmp_path: Path, name: str, records: list[dict[str, object]]) -> Path:
