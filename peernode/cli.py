@@ -492,19 +492,26 @@ def bundle_export(ctx: click.Context, file: Path, for_peer: str | None, since: P
 def bundle_import(ctx: click.Context, file: Path, as_json: bool) -> None:
     """Verify every entry in a bundle as a sync would, and store the good ones. A running
     daemon passes them on to its peers."""
-    home = _home(ctx)
-    store = home.open_store()
+    store = _home(ctx).open_store()
     summary = import_bundle(store, file, members.TrustView(store))
     members.save(store)  # statements the bundle carried
-    if as_json:
-        click.echo(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False))
-        return
-    click.echo(
+    _report(
+        as_json,
+        summary.as_dict(),
         f"{file}: {summary.entries} entries of {summary.logs} logs; {summary.applied} new, "
-        f"{summary.duplicates} already here, {len(summary.rejected)} rejected."
+        f"{summary.duplicates} already here, {len(summary.rejected)} rejected.",
+        [f"rejected {line}" for line in summary.rejected],
     )
-    for line in summary.rejected[:50]:
-        click.echo(f"  rejected {line}")
+
+
+def _report(as_json: bool, data: dict[str, Any], headline: str, details: list[str]) -> None:
+    """An import's summary: JSON, or a line and the first 50 details."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    click.echo(headline)
+    for line in details[:50]:
+        click.echo(f"  {line}")
 
 
 @bundle.command("frontier")
@@ -549,19 +556,16 @@ def snapshot_import(ctx: click.Context, file: Path, as_json: bool) -> None:
     """Load the logs of FILE that this node trusts and does not hold yet. Each catalogue's
     records must match its author's signed checkpoint, or that catalogue is left out whole.
     Best run before the first `peernode run`; the daemon then fetches only what is newer."""
-    home = _home(ctx)
-    store = home.open_store()
+    store = _home(ctx).open_store()
     summary = import_snapshot(store, file, members.TrustView(store))
-    members.save(store)
-    if as_json:
-        click.echo(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False))
-        return
-    click.echo(
+    members.save(store)  # statements the snapshot carried
+    _report(
+        as_json,
+        summary.as_dict(),
         f"{file}: {summary.records:,} records and {summary.entries:,} entries of "
-        f"{summary.logs} logs loaded{'' if summary.complete else ' (the file is damaged)'}."
+        f"{summary.logs} logs loaded{'' if summary.complete else ' (the file is damaged)'}.",
+        [f"left out {line}" for line in summary.skipped],
     )
-    for line in summary.skipped[:50]:
-        click.echo(f"  left out {line}")
 
 
 @cli.command("backup")
