@@ -19,7 +19,7 @@ from protocol import LivenessBook, node_id, sign_heartbeat
 from protocol.messages import Heartbeat
 
 from .db import StorageFull, transaction
-from .store import now_ms
+from .store import COUNTER_ADD, now_ms
 
 if TYPE_CHECKING:
     from .node import Node
@@ -119,11 +119,7 @@ class Liveness:
                     "behind_since = excluded.behind_since",
                     lags,
                 )
-                conn.executemany(
-                    "INSERT INTO counters (name, value) VALUES (?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-                    counts,
-                )
+                conn.executemany(COUNTER_ADD, counts)
 
         await node.call(write)
 

@@ -157,7 +157,7 @@ class Store:
                 assert head is not None
                 self._set_head(conn, key, head)
             if duplicates:
-                self._bump(conn, "entries_duplicate", duplicates)
+                bump(conn, "entries_duplicate", duplicates)
         return ApplyResult(head, applied, duplicates, error)
 
     def _hash_at(self, key: LogKey, seq: int) -> bytes | None:
@@ -260,10 +260,7 @@ class Store:
 
     def state_of(self, author: bytes) -> tuple[int, bytes]:
         """(count, state digest) of ``author``'s catalogue as this replica holds it."""
-        rows = self.conn.execute(
-            "SELECT rid, digest FROM records WHERE author = ? ORDER BY rid", (author,)
-        )
-        return state_digest(rows)
+        return catalogue_state(self.conn, author)
 
     def put_rows(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         """Within the caller's transaction: upsert ``record_row_values`` rows."""
@@ -320,13 +317,6 @@ class Store:
         handler = _MATERIALIZERS.get(entry.kind)
         if handler is not None:
             handler(conn, entry, source)
-
-    def _bump(self, conn: sqlite3.Connection, name: str, by: int = 1) -> None:
-        conn.execute(
-            "INSERT INTO counters (name, value) VALUES (?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-            (name, by),
-        )
 
     # --- node facts ----------------------------------------------------------------------------
 
@@ -391,6 +381,23 @@ class Store:
             "SELECT rid, digest, source FROM records WHERE author = ?", (self.own_key,)
         )
         return {rid: (digest, source) for rid, digest, source in rows}
+
+
+COUNTER_ADD = (
+    "INSERT INTO counters (name, value) VALUES (?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
+)
+
+
+def bump(conn: sqlite3.Connection, name: str, by: int = 1) -> None:
+    """Add ``by`` to the counter ``name`` (in the caller's transaction)."""
+    conn.execute(COUNTER_ADD, (name, by))
+
+
+def catalogue_state(conn: sqlite3.Connection, author: bytes) -> tuple[int, bytes]:
+    """(count, state digest) of ``author``'s records, in the order the digest is defined."""
+    rows = conn.execute("SELECT rid, digest FROM records WHERE author = ? ORDER BY rid", (author,))
+    return state_digest(rows)
 
 
 def record_row_values(
@@ -480,11 +487,7 @@ def _profile(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None
 def _checkpoint(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None:
     """Replay reached an author's checkpoint: does its statement match what replay built? A
     mismatch means snapshot users and replayers would disagree — the author is faulty."""
-    count, state = state_digest(
-        conn.execute(
-            "SELECT rid, digest FROM records WHERE author = ? ORDER BY rid", (entry.author,)
-        )
-    )
+    count, state = catalogue_state(conn, entry.author)
     if (count, state) != (entry.body["records"], entry.body["state"]):
         _log.error(
             "%s: the author's checkpoint says %d records, replay holds %d with another digest; "
@@ -493,10 +496,7 @@ def _checkpoint(conn: sqlite3.Connection, entry: Entry, source: str | None) -> N
             entry.body["records"],
             count,
         )
-        conn.execute(
-            "INSERT INTO counters (name, value) VALUES ('checkpoint_mismatch', 1) "
-            "ON CONFLICT (name) DO UPDATE SET value = value + 1"
-        )
+        bump(conn, "checkpoint_mismatch")
 
 
 _MATERIALIZERS: dict[str, Callable[[sqlite3.Connection, Entry, str | None], None]] = {
