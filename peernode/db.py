@@ -240,6 +240,28 @@ def _backfill_tombstones(conn: sqlite3.Connection) -> None:
     )
 
 
+# Reserved for this session's parallel work, so that no two changes take the same number. A
+# reserved migration that nothing needed stays a no-op: user_version must only ever grow.
+def _v9(db: sqlite_utils.Database) -> None:
+    """Interlibrary loan (issue 4)."""
+
+
+def _v10(db: sqlite_utils.Database) -> None:
+    """Search index (issue 8)."""
+
+
+def _v11(db: sqlite_utils.Database) -> None:
+    """Clustering and copy cataloguing (issue 8)."""
+
+
+def _v12(db: sqlite_utils.Database) -> None:
+    """Serials and cooperation reports (issue 8)."""
+
+
+def _v13(db: sqlite_utils.Database) -> None:
+    """Web page staff accounts and sessions (issue 5)."""
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1,
     _v2,
@@ -249,6 +271,11 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v6,
     _v7,
     _v8,
+    _v9,
+    _v10,
+    _v11,
+    _v12,
+    _v13,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
