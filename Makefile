@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench fuzz clean
+.PHONY: install demo test lint bench fuzz clean browser screenshots
 
 install: $(STAMP)
 
@@ -22,10 +22,23 @@ lint: install
 	$(BIN)/ruff format --check protocol peernode tests bench tools fuzz
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/pytest -q
 
+# Headless Chromium for the web page's end-to-end tests (tests/test_webui_browser.py): Debian's
+# package, never a test tool's own download. Needs root (or sudo) once on a fresh machine.
+browser:
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; } || \
+		sudo sh -c 'apt-get update && apt-get install -y chromium' || \
+		echo "chromium could not be installed: the browser tests will be skipped"
+
+# The web page in both languages, as PNGs in docs/screenshots/ (needs chromium).
+screenshots: install browser
+	$(BIN)/python -m tools.screenshots
+
+# PouchDB, the replication baseline: a missing npm only leaves that figure "not measured".
 bench: install
+	-cd bench/pouchdb && npm install --no-audit --no-fund --loglevel=error
 	$(BIN)/python -m bench.run
 
 fuzz: install

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol import CATALOG
 
 from .importers import Imported, Rejected, read_catalog
+from .originals import save as save_originals
 from .records import encode_record, record_digest
 from .store import Store
 
@@ -74,6 +75,7 @@ def import_catalog(
     summary = ImportSummary(source)
     known = store.own_digests()
     seen: set[str] = set()
+    originals: list[tuple[str, str]] = []
 
     def operations() -> Iterator[tuple[list[Any], int]]:
         for item in read_catalog(path, fmt):
@@ -85,6 +87,11 @@ def import_catalog(
             summary.read += 1
             record = item.record
             seen.add(record.rid)
+            if record.original is not None:  # the whole source record, kept locally
+                originals.append((record.rid, record.original))
+                if len(originals) >= BATCH_OPS:
+                    save_originals(store.conn, store.own_key, originals)
+                    originals.clear()
             wire = record.to_wire()
             blob = encode_record(record.rid, wire)
             previous = known.get(record.rid)
@@ -107,6 +114,7 @@ def import_catalog(
     for batch in batches(operations()):
         store.append(key, CATALOG_LOG, CATALOG, {"ops": batch}, source=source)
         summary.entries += 1
+    save_originals(store.conn, store.own_key, originals)
     if store.needs_checkpoint(CATALOG_LOG):
         # A signed statement of the whole catalogue after each import that changed it: new
         # nodes start from it (a snapshot) instead of replaying every edit ever made.

@@ -17,6 +17,7 @@ from protocol.membership import ADMIT, REMOVE, REVOKE
 
 from . import __version__, members
 from .backup import BackupError, backup, export_key, restore
+from .bibliography_cli import register as register_bibliography
 from .bundles import (
     BundleError,
     export_bundle,
@@ -27,18 +28,31 @@ from .bundles import (
 )
 from .catalog import import_catalog
 from .check import check_store
+from .coop_cli import COMMANDS as COOP_COMMANDS
 from .db import DatabaseError, StorageFull
 from .doctor import format_findings, run_checks
 from .exporters import EXPORT_FORMATS, ExportError, export_catalog
 from .home import DEFAULT_LISTEN, Home, HomeError, init_home, parse_listen, resolve_home
 from .importers import FORMATS, ImportFileError
+from .loan_cli import COMMANDS as LOAN_COMMANDS
 from .logs import configure as configure_logging
 from .peers import PeeringError, add_peer, admit_peer, create_invite, join
-from .search import hits_json, search
+from .search import (
+    MAX_PER_PAGE,
+    QueryError,
+    facets_text,
+    hits_json,
+    parse_query,
+    results_json,
+    run_query,
+    search_query,
+)
 from .service import ServiceError, install_service, uninstall_service
 from .snapshots import SnapshotError, export_snapshot, import_snapshot
 from .status import discovered_address, discovered_rows, node_status, peer_rows
 from .store import OwnHeadUnconfirmed, now_ms
+from .webui.commands import read_password_file, store_password
+from .webui.commands import staff as staff_commands
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -108,10 +122,34 @@ def _home(ctx: click.Context) -> Home:
     metavar="HOST:PORT",
     help="Where the daemon will listen; stored in the settings.",
 )
+@click.option(
+    "--staff-password-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Set the web page's staff password from the first line of this file "
+    "(or later: `peernode staff password`).",
+)
 @click.pass_context
-def init(ctx: click.Context, name: str, isil: str, contact: str, listen: str) -> None:
+def init(
+    ctx: click.Context,
+    name: str,
+    isil: str,
+    contact: str,
+    listen: str,
+    staff_password_file: Path | None,
+) -> None:
     """Create this library's node: key pair, settings, database and signed profile."""
+    # Read (and check) the password before creating anything, so a bad one leaves no half node.
+    password = read_password_file(staff_password_file) if staff_password_file else None
+    if password is not None:
+        from .webui.auth import PasswordError, check_new_password
+
+        try:
+            check_new_password(password)
+        except PasswordError as exc:
+            _fail(str(exc))
     home = init_home(ctx.obj.path, name=name, isil=isil, contact=contact, listen=listen)
+    if password is not None:
+        store_password(home, password)
     click.echo(f"Created node for {name!r} in {home.path}")
     click.echo(f"Node id: {home.node_id}")
     click.echo("Read this id to other libraries so they can check it is really you.")
@@ -220,23 +258,74 @@ def _peer_line(peer: dict[str, Any]) -> str:
 @click.argument("query")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--page", type=click.IntRange(1, 50), help="Show this page of --limit hits (at most 100)."
+)
+@click.option(
+    "--facets",
+    is_flag=True,
+    help="Also print the total and the counts per library, language, "
+    "format and decade (with --json: one object with hits, total and facets).",
+)
+@click.option("--library", help="Only records of this library (name or node id).")
+@click.option("--language", help="Only records in this language, e.g. ind or eng.")
+@click.option("--format", "fmt", help="Only records of this format, e.g. book.")
+@click.option("--year-from", type=int, help="Only records published in or after this year.")
+@click.option("--year-to", type=int, help="Only records published in or before this year.")
 @click.pass_context
-def search_cmd(ctx: click.Context, query: str, as_json: bool, limit: int) -> None:
-    """Search every library's records in the local replica (words, or an ISBN)."""
+def search_cmd(
+    ctx: click.Context,
+    query: str,
+    as_json: bool,
+    limit: int,
+    page: int | None,
+    facets: bool,
+    library: str | None,
+    language: str | None,
+    fmt: str | None,
+    year_from: int | None,
+    year_to: int | None,
+) -> None:
+    """Search every library's records in the local replica.
+
+    Words, "a phrase", an ISBN or ISSN, and fields: title:, author:, subject:, series:,
+    publisher:, isbn:, issn:, year:2010-2015, library:, language:, format: — for example
+    author:"tere liye" subject:novel year:2005-2015 laskar
+    """
     store = _home(ctx).open_store()
-    hits = search(store.conn, query, limit)
+    try:
+        parsed = parse_query(
+            query,
+            page=page or 1,
+            per_page=min(limit, MAX_PER_PAGE),
+            library=library,
+            language=language,
+            format=fmt,
+            year_from=year_from,
+            year_to=year_to,
+        )
+        if page or facets:
+            results = run_query(store.conn, parsed)
+            hits = results.hits
+        else:
+            hits = search_query(store.conn, parsed, limit)
+    except QueryError as exc:
+        raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(hits_json(hits))
+        click.echo(results_json(results) if facets else hits_json(hits))
         return
     if not hits:
         click.echo("No records found.")
-    for number, hit in enumerate(hits, 1):
+    first = (parsed.page - 1) * parsed.per_page
+    for number, hit in enumerate(hits, first + 1):
         authors = "; ".join(hit.authors)
         year = f" ({hit.year})" if hit.year else ""
         click.echo(f"{number}. {hit.title}{year}" + (f" — {authors}" if authors else ""))
         for holding in hit.holdings:
             call = f"  {holding.call_number}" if holding.call_number else ""
             click.echo(f"     held by {holding.library}{call}")
+    if facets:
+        click.echo(facets_text(results))
 
 
 @cli.group()
@@ -856,6 +945,14 @@ def check(ctx: click.Context) -> None:
         click.echo(f"problem:   {problem}")
     if not report.ok:
         sys.exit(1)
+
+
+for _command in LOAN_COMMANDS:  # loan, agreement, policy, offer (issue 4)
+    cli.add_command(_command)
+cli.add_command(staff_commands)  # the web page's staff password (issue 5)
+for _coop_command in COOP_COMMANDS:  # serials, report, intent (issue 8)
+    cli.add_command(_coop_command)
+register_bibliography(cli, catalog)  # catalog show/copy, cluster (issue 8)
 
 
 def main() -> None:

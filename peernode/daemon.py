@@ -14,16 +14,19 @@ from aiohttp import web
 
 from protocol import RemoteProtocolError, short_id
 
+from .catalog_api import add_catalog_routes
+from .coop_api import add_report_routes
 from .discovery import discovery_context
 from .home import Home, HomeError, parse_listen
+from .loan_api import add_loan_routes
 from .metrics import METRICS, Metrics, metrics_handler, metrics_middleware
 from .node import NODE, Node
 from .oai import PATH as OAI_PATH
 from .oai import oai_handler
 from .peers import JOIN_PATH, accept_join
-from .search import hits_json, search
+from .search import QueryError, query_from_params, results_json, run_query
 from .sync import SyncConnection
-from .web import index
+from .webui.app import setup_webui
 
 log = logging.getLogger("peernode.daemon")
 
@@ -92,14 +95,14 @@ async def status_handler(request: web.Request) -> web.Response:
 
 
 async def search_handler(request: web.Request) -> web.Response:
+    """JSON {hits, total, total_exact, facets, facets_exact, page, ...}: peernode/search.py."""
     node = request.app[NODE]
-    query = request.query.get("q", "")
     try:
-        limit = max(1, min(100, int(request.query.get("limit", "20"))))
-    except ValueError:
-        raise web.HTTPBadRequest(text="limit must be a whole number") from None
-    hits = await node.call(search, node.store.conn, query, limit)
-    return web.Response(text=hits_json(hits), content_type="application/json")
+        query = query_from_params(request.query)
+        results = await node.call(run_query, node.store.conn, query)
+    except QueryError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    return web.Response(text=results_json(results), content_type="application/json")
 
 
 def make_app(home: Home, listen: str | None = None) -> web.Application:
@@ -128,7 +131,7 @@ def make_app(home: Home, listen: str | None = None) -> web.Application:
     # After the node, so it stops first: goodbye packets go out while the node still runs.
     app.cleanup_ctx.append(discovery_context(listen or home.config.listen))
     app.on_shutdown.append(close_connections)
-    app.router.add_get("/", index)
+    setup_webui(app, home)  # the web pages, and the Host/Origin/CSP middleware
     app.router.add_get("/sync", sync_handler)
     app.router.add_post(JOIN_PATH, join_handler)
     app.router.add_get("/api/status", status_handler)
@@ -136,6 +139,9 @@ def make_app(home: Home, listen: str | None = None) -> web.Application:
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_route("GET", OAI_PATH, oai_handler)  # OAI-PMH 2.0: GET and POST
     app.router.add_route("POST", OAI_PATH, oai_handler)
+    add_loan_routes(app)  # interlibrary loan JSON API and overdue marks (peernode/loan_api.py)
+    add_report_routes(app)  # serials, cooperation reports, purchase intents (peernode/coop_api.py)
+    add_catalog_routes(app)  # a record with its union entry; copy cataloguing (catalog_api.py)
     return app
 
 

@@ -243,23 +243,302 @@ def _backfill_tombstones(conn: sqlite3.Connection) -> None:
 # Reserved for this session's parallel work, so that no two changes take the same number. A
 # reserved migration that nothing needed stays a no-op: user_version must only ever grow.
 def _v9(db: sqlite_utils.Database) -> None:
-    """Interlibrary loan (issue 4)."""
+    """Interlibrary loan (issue 4).
+
+    loan_requests / loan_steps: every ``loan`` entry held (body as canonical msgpack), so a
+    request is re-folded from its steps whatever order they came in; loans / loan_history: that
+    fold (protocol/loans.py), rewritten per request on every new step, for lists and statistics.
+    policies, offers, agreement_statements: the cooperation entries (protocol/cooperation.py).
+    """
+    db.executescript(
+        """
+        CREATE TABLE loan_requests (
+            id BLOB PRIMARY KEY, requester BLOB NOT NULL, body BLOB NOT NULL, ts INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE loan_steps (
+            hash BLOB PRIMARY KEY, request BLOB NOT NULL, author BLOB NOT NULL,
+            body BLOB NOT NULL, ts INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX loan_steps_request ON loan_steps (request);
+        CREATE TABLE loans (
+            id BLOB PRIMARY KEY, requester BLOB NOT NULL, lender BLOB NOT NULL,
+            service TEXT NOT NULL, state TEXT NOT NULL, title TEXT NOT NULL, due TEXT,
+            tip BLOB NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE loan_history (
+            request BLOB NOT NULL, n INTEGER NOT NULL, hash BLOB NOT NULL, author BLOB NOT NULL,
+            action TEXT NOT NULL, ts INTEGER NOT NULL,
+            PRIMARY KEY (request, n)
+        ) WITHOUT ROWID;
+        CREATE TABLE policies (
+            author BLOB PRIMARY KEY, body BLOB NOT NULL, seq INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE offers (
+            author BLOB NOT NULL, id TEXT NOT NULL, body BLOB NOT NULL, seq INTEGER NOT NULL,
+            PRIMARY KEY (author, id)
+        ) WITHOUT ROWID;
+        CREATE TABLE agreement_statements (
+            hash BLOB PRIMARY KEY, author BLOB NOT NULL, body BLOB NOT NULL, ts INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """
+    )
 
 
 def _v10(db: sqlite_utils.Database) -> None:
-    """Search index (issue 8)."""
+    """Search index (issue 8): fielded columns and a static-rank-ordered FTS5 (peernode/search.py).
+
+    records_fts indexed rowid = records.id, i.e. arrival order, so a ranked query had to score
+    every hit. search_fts is contentless and its docid is ``(title length << 40) | records.id``:
+    FTS5 walks a term's hits in docid order, so ``ORDER BY rowid LIMIT n`` reads the n best by
+    static rank (shortest titles first) without touching the rest (ascending, because FTS5 reads
+    a posting list backwards several times slower). Its ``facets`` column holds
+    one token per library, language, format, year, decade and century, so filters intersect
+    inside FTS5 instead of joining every hit. It replaces records_fts: the write path still
+    maintains one full-text index. columnsize=0: no per-row size table, as search ranks
+    without bm25 (a tenth of the index's write cost).
+    """
+    db.executescript(
+        """
+        ALTER TABLE records ADD COLUMN series TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE records ADD COLUMN issn TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE records ADD COLUMN language TEXT NOT NULL DEFAULT '';
+        ALTER TABLE records ADD COLUMN format TEXT NOT NULL DEFAULT '';
+        DROP TRIGGER records_ai;
+        DROP TRIGGER records_ad;
+        DROP TRIGGER records_au;
+        DROP TABLE records_fts;
+        """
+    )
+    # Before the triggers: deleting a row a contentless index never held would damage it.
+    _backfill_search_columns(db.conn)
+    db.executescript(
+        f"""
+        CREATE VIRTUAL TABLE search_fts USING fts5 (
+            title, authors, subjects, series, publisher, ids, facets,
+            content='', columnsize=0, tokenize='unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER search_ai AFTER INSERT ON records BEGIN
+            INSERT INTO search_fts ({_SEARCH_COLUMNS}) VALUES ({_search_values("new")});
+        END;
+        CREATE TRIGGER search_ad AFTER DELETE ON records BEGIN
+            INSERT INTO search_fts (search_fts, {_SEARCH_COLUMNS})
+            VALUES ('delete', {_search_values("old")});
+        END;
+        CREATE TRIGGER search_au AFTER UPDATE ON records
+        WHEN old.title IS NOT new.title OR old.authors IS NOT new.authors
+            OR old.subjects IS NOT new.subjects OR old.series IS NOT new.series
+            OR old.publisher IS NOT new.publisher OR old.isbn IS NOT new.isbn
+            OR old.issn IS NOT new.issn OR old.language IS NOT new.language
+            OR old.format IS NOT new.format OR old.year IS NOT new.year
+        BEGIN
+            INSERT INTO search_fts (search_fts, {_SEARCH_COLUMNS})
+            VALUES ('delete', {_search_values("old")});
+            INSERT INTO search_fts ({_SEARCH_COLUMNS}) VALUES ({_search_values("new")});
+        END;
+        """
+    )
+    db.execute(
+        f"INSERT INTO search_fts ({_SEARCH_COLUMNS}) "
+        f"SELECT {_search_values('records')} FROM records"
+    )
+
+
+_SEARCH_COLUMNS = "rowid, title, authors, subjects, series, publisher, ids, facets"
+
+
+def _search_values(row: str) -> str:
+    """search_fts values for ``row`` (new, old, or the table): peernode/search.py builds its
+    queries on exactly these docids and facet tokens (l: library, g: language, f: format,
+    y/d/c: year, decade, century, offset by 10000 so every year is a positive number)."""
+    return (
+        f"(min(length({row}.title), 1023) << 40) | {row}.id, {row}.title, {row}.authors, "
+        f"{row}.subjects, {row}.series, {row}.publisher, {row}.isbn || ' ' || {row}.issn, "
+        f"'l' || substr(hex({row}.author), 1, 16) "
+        f"|| CASE {row}.language WHEN '' THEN '' ELSE ' g' || hex(lower({row}.language)) END "
+        f"|| CASE {row}.format WHEN '' THEN '' ELSE ' f' || hex(lower({row}.format)) END "
+        f"|| CASE WHEN {row}.year IS NULL THEN '' "
+        f"ELSE ' y' || ({row}.year + 10000) || ' d' || (({row}.year + 10000) / 10) "
+        f"|| ' c' || (({row}.year + 10000) / 100) END"
+    )
+
+
+def _backfill_search_columns(conn: sqlite3.Connection) -> None:
+    """series, issn, language and format of the records stored before _v10, from their data."""
+    import json
+
+    import msgpack  # the migration alone decodes stored records here
+
+    updates = []
+    for rowid, data in conn.execute("SELECT id, data FROM records"):
+        wire = msgpack.unpackb(data, raw=False)[1]
+        updates.append(
+            (
+                json.dumps(wire.get("series", []), ensure_ascii=False),
+                json.dumps(wire.get("issn", []), ensure_ascii=False),
+                wire.get("language", ""),
+                wire.get("format", ""),
+                rowid,
+            )
+        )
+    conn.executemany(
+        "UPDATE records SET series = ?, issn = ?, language = ?, format = ? WHERE id = ?", updates
+    )
 
 
 def _v11(db: sqlite_utils.Database) -> None:
     """Clustering and copy cataloguing (issue 8)."""
+    # record_keys: each record's match keys (peernode/matchkeys.py); record_clusters: its union
+    # entry. cluster_splits / cluster_joins: this node's corrections, kept by (library, record
+    # id) so they outlive the record's row; never replicated. original_records: the source
+    # record (MARC-in-JSON) of our own imports, for a lossless export; local too.
+    db.executescript(
+        """
+        CREATE TABLE record_keys (
+            key TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (key, id)
+        ) WITHOUT ROWID;
+        CREATE INDEX record_keys_id ON record_keys (id);
+        CREATE TABLE record_clusters (id INTEGER PRIMARY KEY, cluster INTEGER NOT NULL);
+        CREATE INDEX record_clusters_cluster ON record_clusters (cluster);
+        CREATE TABLE cluster_splits (
+            author BLOB NOT NULL, rid TEXT NOT NULL, PRIMARY KEY (author, rid)
+        ) WITHOUT ROWID;
+        CREATE TABLE cluster_joins (
+            author_a BLOB NOT NULL, rid_a TEXT NOT NULL,
+            author_b BLOB NOT NULL, rid_b TEXT NOT NULL,
+            PRIMARY KEY (author_a, rid_a, author_b, rid_b)
+        ) WITHOUT ROWID;
+        CREATE TABLE original_records (
+            author BLOB NOT NULL, rid TEXT NOT NULL, format TEXT NOT NULL, data TEXT NOT NULL,
+            PRIMARY KEY (author, rid)
+        ) WITHOUT ROWID;
+        """
+    )
+    from .clusters import rebuild  # records already held are grouped once, here
+
+    rebuild(db.conn)
 
 
 def _v12(db: sqlite_utils.Database) -> None:
     """Serials and cooperation reports (issue 8)."""
+    # Kept by triggers on records, so every way a record arrives (import, sync, snapshot) keeps
+    # them right with no code in the materialisers — except record_added: when a record was
+    # first put (the signed timestamp of that catalogue entry; NULL when it came in a snapshot,
+    # whose history is not known), written by the store, which has the entry at hand (a
+    # trigger's lookup of the entry row cost half the apply time: entries rows are large); an
+    # edit leaves it (INSERT OR IGNORE), a delete removes it (trigger). record_isbns: each ISBN of
+    # each record, for "who holds this?". serial_records: records whose stored bytes hold the
+    # msgpack strings "issn", "serial" or "summary" — candidates that peernode/serials.py
+    # decodes and checks, so the union list never scans the whole catalogue. intents: the
+    # latest state of every library's purchase intents (peernode/intents.py).
+    db.executescript(
+        """
+        CREATE TABLE record_added (
+            author BLOB NOT NULL, rid TEXT NOT NULL, added_at INTEGER,
+            PRIMARY KEY (author, rid)
+        ) WITHOUT ROWID;
+        CREATE INDEX record_added_at ON record_added (added_at);
+        CREATE INDEX record_added_author ON record_added (author, added_at);
+        CREATE TABLE record_isbns (
+            isbn TEXT NOT NULL, author BLOB NOT NULL, rid TEXT NOT NULL,
+            PRIMARY KEY (isbn, author, rid)
+        ) WITHOUT ROWID;
+        CREATE TABLE serial_records (
+            author BLOB NOT NULL, rid TEXT NOT NULL, PRIMARY KEY (author, rid)
+        ) WITHOUT ROWID;
+        CREATE TABLE intents (
+            author BLOB NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,
+            status TEXT NOT NULL, announced_at INTEGER NOT NULL, changed_at INTEGER NOT NULL,
+            isbn TEXT NOT NULL, title TEXT NOT NULL, authors TEXT NOT NULL,
+            note TEXT NOT NULL, planned TEXT NOT NULL, reason TEXT NOT NULL,
+            PRIMARY KEY (author, id)
+        ) WITHOUT ROWID;
+        -- Overlap and unique-title reports group by (union key, library): a covering index.
+        CREATE INDEX records_union ON records (match_key, author);
+        CREATE TRIGGER coop_records_ai AFTER INSERT ON records BEGIN
+            INSERT OR IGNORE INTO record_isbns (isbn, author, rid)
+                SELECT value, new.author, new.rid FROM json_each(
+                    CASE WHEN json_valid(new.isbn) THEN new.isbn ELSE '[]' END)
+                WHERE type = 'text';
+            INSERT OR IGNORE INTO serial_records (author, rid)
+                SELECT new.author, new.rid WHERE instr(new.data, X'a46973736e') > 0
+                OR instr(new.data, X'a673657269616c') > 0
+                OR instr(new.data, X'a773756d6d617279') > 0;
+        END;
+        CREATE TRIGGER coop_records_au AFTER UPDATE ON records BEGIN
+            DELETE FROM record_isbns WHERE author = old.author AND rid = old.rid
+                AND isbn IN (SELECT value FROM json_each(
+                    CASE WHEN json_valid(old.isbn) THEN old.isbn ELSE '[]' END));
+            INSERT OR IGNORE INTO record_isbns (isbn, author, rid)
+                SELECT value, new.author, new.rid FROM json_each(
+                    CASE WHEN json_valid(new.isbn) THEN new.isbn ELSE '[]' END)
+                WHERE type = 'text';
+            DELETE FROM serial_records WHERE author = old.author AND rid = old.rid;
+            INSERT OR IGNORE INTO serial_records (author, rid)
+                SELECT new.author, new.rid WHERE instr(new.data, X'a46973736e') > 0
+                OR instr(new.data, X'a673657269616c') > 0
+                OR instr(new.data, X'a773756d6d617279') > 0;
+        END;
+        CREATE TRIGGER coop_records_ad AFTER DELETE ON records BEGIN
+            DELETE FROM record_added WHERE author = old.author AND rid = old.rid;
+            DELETE FROM record_isbns WHERE author = old.author AND rid = old.rid
+                AND isbn IN (SELECT value FROM json_each(
+                    CASE WHEN json_valid(old.isbn) THEN old.isbn ELSE '[]' END));
+            DELETE FROM serial_records WHERE author = old.author AND rid = old.rid;
+        END;
+        INSERT INTO record_isbns (isbn, author, rid)
+            SELECT DISTINCT j.value, r.author, r.rid FROM records r,
+                json_each(CASE WHEN json_valid(r.isbn) THEN r.isbn ELSE '[]' END) j
+            WHERE j.type = 'text';
+        INSERT INTO serial_records (author, rid)
+            SELECT author, rid FROM records WHERE instr(data, X'a46973736e') > 0
+            OR instr(data, X'a673657269616c') > 0 OR instr(data, X'a773756d6d617279') > 0;
+        """
+    )
+    _backfill_added(db.conn)
+
+
+def _backfill_added(conn: sqlite3.Connection) -> None:
+    """When each record already held was first put: replay the stored catalogue entries' ops
+    (a delete forgets, so a record put again counts from then). Records from a snapshot have
+    no entry and stay NULL: their date is not known."""
+    from protocol.entries import decode_entry  # the migration alone needs the protocol
+
+    added: dict[tuple[bytes, str], int] = {}
+    rows = conn.execute(
+        "SELECT raw FROM entries WHERE log = 'catalog' AND kind = 'catalog' ORDER BY author, seq"
+    )
+    for (raw,) in rows:
+        entry = decode_entry(raw, now_ms=None)
+        for op in entry.body["ops"]:
+            if op[0] == "put":
+                added.setdefault((entry.author, op[1]), entry.timestamp)
+            else:
+                added.pop((entry.author, op[1]), None)
+    conn.execute(
+        "INSERT INTO record_added (author, rid, added_at) SELECT author, rid, NULL FROM records"
+    )
+    conn.executemany(
+        "UPDATE record_added SET added_at = ? WHERE author = ? AND rid = ?",
+        ((ts, author, rid) for (author, rid), ts in added.items()),
+    )
 
 
 def _v13(db: sqlite_utils.Database) -> None:
     """Web page staff accounts and sessions (issue 5)."""
+    # password: "scrypt$N$r$p$salt$hash" (peernode/webui/auth.py). A session row holds only the
+    # SHA-256 of the browser's token, so the database (or a backup) opens no session.
+    db.executescript(
+        """
+        CREATE TABLE staff_accounts (
+            name TEXT PRIMARY KEY, password TEXT NOT NULL, changed_at INTEGER NOT NULL
+        );
+        CREATE TABLE staff_sessions (
+            token_hash BLOB PRIMARY KEY, account TEXT NOT NULL,
+            created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL
+        );
+        CREATE INDEX staff_sessions_expires ON staff_sessions (expires_at);
+        """
+    )
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [

@@ -6,20 +6,23 @@ round trip over real files is tested. The mapping, field by field:
 
 =============  ==============================================================================
 leader         06/07 from ``format`` (book → am, serial → as, map → em, ...), 09 = a (UTF-8)
+(original)     our own imported records: the source record as imported, every field (UTF-8)
 001 / 003      record id / the holding library's ISIL (when it has one)
 005            when this node last received a change to the record (if known)
 008            year (07-10) and language (35-37); everything else "no attempt to code"
 020 / 022      ISBN-13s / ISSNs
+035 / 884      a copied record's source: "(node id)record id"; how, when, from which entry
 040            $a $c the library's ISIL
 041 / 546      a language code / a language given in words (not a code)
-082 / 090      a bare Dewey number / any other call number
-100 / 700      first author / the others
+082 / 090      DDC (``ddc``, or a bare Dewey call number) / any other call number
+100 / 700      first author / the others, $e their role
 245            $a title (split into $a/$b at the first " : " or " = "), $c responsibility
 250, 260, 300  edition; place $a, publisher $b, year $c; extent (``description``)
 490            series (untraced)
-500            a ``format`` word that has no leader code
+500            notes; a ``format`` word that has no leader code
 650            subjects: "A -- B -- C" as $a A $x B $x C (second indicator 4: source not given)
 852            holdings: $a ISIL, $b location, $h call number, $p barcode, $z note
+866            a serial holding's statement (Holding.summary)
 =============  ==============================================================================
 
 Text that cannot travel is cleaned first: C0 control characters (which include MARC's own
@@ -29,6 +32,7 @@ the ISO 2709 structure nor make the XML ill-formed (see :func:`xml_text`).
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -38,7 +42,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lxml import etree
-from pymarc import Field, Indicators, Record, Subfield
+from pymarc import Field, Indicators, Leader, Record, Subfield
 
 from .files import replacing
 from .records import BibRecord, decode_record
@@ -92,6 +96,8 @@ class Holder:
 
     isil: str = ""
     changed_ms: int | None = None  # when this node received the record's latest version
+    # The record as the library imported it (MARC-in-JSON, peernode/originals.py), when kept.
+    original: str | None = None
 
 
 def _mark(text: str, mark: str) -> str:
@@ -144,8 +150,25 @@ def _field(tag: str, ind: str, *pairs: tuple[str, str]) -> Field | None:
     return Field(tag, Indicators(ind[0], ind[1]), subfields)
 
 
+def original_marc(original: str) -> Record:
+    """The kept source record, every field as imported, re-encoded as UTF-8 (leader/09 = a)."""
+    from .importers.marc import marcjson_record  # the importer's reader checks the shape
+
+    marc = marcjson_record(json.loads(original))
+    leader = str(marc.leader)
+    marc.leader = Leader(leader[:9] + "a" + leader[10:])
+    marc.force_utf8 = True
+    return marc
+
+
 def to_marc(record: BibRecord, holder: Holder = Holder()) -> Record:
-    """One record as a pymarc Record in MARC 21 (see the module docstring for the fields)."""
+    """One record as a pymarc Record in MARC 21 (see the module docstring for the fields); the
+    kept source record when there is one, so nothing the library catalogued is lost."""
+    if holder.original is not None:
+        marc = original_marc(holder.original)
+        if marc.get("001") is None:  # the id was made up at import: keep it, so re-import matches
+            marc.fields.insert(0, Field("001", data=marc_text(record.rid)))
+        return marc
     kind, level = _LEADER_TYPES.get(record.format, ("a", "m"))
     # 05 new, 08 no type of control, 09 UTF-8, 17 encoding level and 18 form unknown.
     leader = f"00000n{kind}{level} a2200000uu 4500"
@@ -160,16 +183,22 @@ def to_marc(record: BibRecord, holder: Holder = Holder()) -> Record:
     fields.append(Field("008", data=_fixed_field(record, holder)))
     fields += [_field("020", "  ", ("a", isbn)) for isbn in record.isbn]
     fields += [_field("022", "  ", ("a", issn)) for issn in record.issn]
+    fields += _provenance_fields(record)
     fields.append(_field("040", "  ", ("a", isil), ("c", isil)))
     language = record.language
     if language and _LANGUAGE_CODE.fullmatch(language):
         fields.append(_field("041", "  ", ("a", language.lower())))
+    if record.ddc:
+        fields.append(_field("082", "04", ("a", record.ddc)))
     if _DEWEY.fullmatch(record.call_number):
-        fields.append(_field("082", "04", ("a", record.call_number)))
+        if record.call_number != record.ddc:
+            fields.append(_field("082", "04", ("a", record.call_number)))
     else:
         fields.append(_field("090", "  ", ("a", record.call_number)))
     for index, name in enumerate(record.authors):
-        fields.append(_field("100" if index == 0 else "700", "1 ", ("a", name)))
+        role = record.roles[index] if index < len(record.roles) else ""
+        name = _mark(name, ",") if role else name
+        fields.append(_field("100" if index == 0 else "700", "1 ", ("a", name), ("e", role)))
     if record.title:
         title = _title_subfields(record)
         fields.append(Field("245", Indicators("1" if record.authors else "0", "0"), title))
@@ -183,6 +212,7 @@ def to_marc(record: BibRecord, holder: Holder = Holder()) -> Record:
     fields.append(_field("260", "  ", ("a", place), ("b", publisher), ("c", year)))
     fields.append(_field("300", "  ", ("a", record.description)))
     fields += [_field("490", "0 ", ("a", series)) for series in record.series]
+    fields += [_field("500", "  ", ("a", note)) for note in record.notes]
     if record.format and record.format not in _LEADER_TYPES:
         fields.append(_field("500", "  ", ("a", f"Format: {record.format}")))
     if language and not _LANGUAGE_CODE.fullmatch(language):
@@ -200,8 +230,32 @@ def to_marc(record: BibRecord, holder: Holder = Holder()) -> Record:
         ]
         if any(value for _, value in pairs):
             fields.append(_field("852", "  ", ("a", isil), *pairs))
+        if holding.summary:  # a serial's holdings statement, textual (read back by the importer)
+            fields.append(_field("866", " 0", ("a", holding.summary)))
     marc.fields.extend(field for field in fields if field is not None)
     return marc
+
+
+def _provenance_fields(record: BibRecord) -> list[Field | None]:
+    """A copy-catalogued record names its source: 035 (the source library's record number, as
+    "(node id)record id") and 884 (how and when it was taken: $a process, $g date, $k the signed
+    entry it came from, $q the library)."""
+    source = dict(record.copied_from)
+    if not source.get("record"):
+        return []
+    library = source.get("library", "")
+    entry = f"{library}/{source['record']}@{source.get('seq', '')}#{source.get('hash', '')}"
+    return [
+        _field("035", "  ", ("a", f"({library}){source['record']}")),
+        _field(
+            "884",
+            "  ",
+            ("a", "peernode copy cataloguing"),
+            ("g", source.get("date", "").replace("-", "")[:8]),
+            ("k", entry),
+            ("q", library),
+        ),
+    ]
 
 
 def marc_bytes(marc: Record) -> bytes:
@@ -265,14 +319,15 @@ def iter_records(
         where.append("r.rid = ?")
         args.append(rid)
     sql = (
-        "SELECT r.data, l.isil, e.received_at FROM records r "
+        "SELECT r.data, l.isil, e.received_at, o.data FROM records r "
         "LEFT JOIN libraries l ON l.author = r.author "
+        "LEFT JOIN original_records o ON o.author = r.author AND o.rid = r.rid "
         "LEFT JOIN entries e ON e.author = r.author AND e.log = 'catalog' AND e.seq = r.seq"
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY r.author, r.rid"
     )
-    for data, isil, received in conn.execute(sql, args):
-        yield decode_record(data), Holder(isil or "", received)
+    for data, isil, received, original in conn.execute(sql, args):
+        yield decode_record(data), Holder(isil or "", received, original)
 
 
 def write_marc(stream: BinaryIO, records: Iterable[tuple[BibRecord, Holder]]) -> int:

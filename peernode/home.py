@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from protocol import PROFILE, node_id, public_bytes
+from protocol.sealing import box_public_key
 
 from . import db as dbmod
 from .files import replacing
@@ -63,6 +64,8 @@ class Config:
     log_level: str = "info"  # debug, info, warning or error
     log_format: str = "text"  # text, or json (one object a line, for log collectors)
     oai_page_size: int = 100  # records per OAI-PMH list response (1..1000)
+    web_hosts: str = ""  # extra host names the web page answers to, comma-separated
+    web_upload_mb: int = 200  # largest catalogue file staff may upload on the web page
 
 
 SETTINGS: dict[str, str] = {
@@ -96,6 +99,11 @@ SETTINGS: dict[str, str] = {
     "whose address arrived in their signed profile (peer exchange), chosen at random.",
     "oai_page_size": "How many records (or headers) one OAI-PMH list response at /oai holds, "
     "1 to 1000; a harvester fetches the rest with the resumption token it is given.",
+    "web_hosts": "Extra host names the web page answers to, comma-separated (for example "
+    "katalog.perpus.local), besides localhost, the listen and advertise hosts and the address a "
+    "reader connected to. Any other name is refused (421), which stops DNS rebinding attacks.",
+    "web_upload_mb": "The largest catalogue file, in MiB, that staff may upload on the web page; "
+    "larger files are refused while they arrive. Import bigger ones with `catalog import`.",
 }
 
 
@@ -300,6 +308,7 @@ def publish_profile(home: Home) -> bool:
         body["contact"] = config.contact
     if advertisable(home.advertised_address):
         body["addresses"] = [home.advertised_address]
+    body["box_key"] = box_public_key(home.key)  # partners seal loan details to it
     store = home.open_store()
     try:
         if profile_body(store.conn, home.public_key) == body:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import msgpack
 
 from protocol.encoding import pack
-from protocol.kinds import RECORD_LIST_FIELDS, RECORD_TEXT_FIELDS
+from protocol.kinds import PROVENANCE_FIELDS, RECORD_LIST_FIELDS, RECORD_TEXT_FIELDS
 
 # The wire's field table lives with the protocol, which validates it.
 LIST_FIELDS = RECORD_LIST_FIELDS
@@ -31,6 +31,7 @@ class Holding:
     barcode: str = ""
     location: str = ""
     note: str = ""
+    summary: str = ""  # a serial's holdings statement, e.g. "v.1(1990)-v.12(2001)" (MARC 866)
 
     def to_wire(self) -> dict[str, str]:
         return {k: v for k, v in sorted(vars(self).items()) if v}
@@ -38,7 +39,11 @@ class Holding:
     @classmethod
     def from_wire(cls, data: Mapping[str, object]) -> Holding:
         return cls(
-            **{k: str(data[k]) for k in ("call_number", "barcode", "location", "note") if k in data}
+            **{
+                k: str(data[k])
+                for k in ("call_number", "barcode", "location", "note", "summary")
+                if k in data
+            }
         )
 
 
@@ -63,6 +68,14 @@ class BibRecord:
     format: str = ""
     description: str = ""
     holdings: tuple[Holding, ...] = field(default=())
+    subtitle: str = ""  # 245 $b; ``title`` keeps title and subtitle together, as it always did
+    roles: tuple[str, ...] = ()  # parallel to ``authors``: "editor", "translator", "" for none
+    ddc: str = ""  # Dewey Decimal Classification number (082 $a), segmentation marks dropped
+    notes: tuple[str, ...] = ()  # general and content notes (5XX $a)
+    copied_from: tuple[tuple[str, str], ...] = ()  # provenance of a copy-catalogued record
+    # The source record exactly as read (MARC-in-JSON text), kept by the importing library only:
+    # it never enters the wire map, the digest or equality.
+    original: str | None = field(default=None, compare=False, repr=False)
 
     def to_wire(self) -> dict[str, object]:
         """The map carried in a ``put`` operation: sorted keys, empty fields left out."""
@@ -79,6 +92,8 @@ class BibRecord:
             out["year"] = self.year
         if self.holdings:
             out["holdings"] = [h.to_wire() for h in self.holdings]
+        if self.copied_from:
+            out["copied_from"] = dict(self.copied_from)
         return dict(sorted(out.items()))
 
     @classmethod
@@ -100,6 +115,11 @@ class BibRecord:
         if isinstance(holdings, list):
             kwargs["holdings"] = tuple(
                 Holding.from_wire(h) for h in holdings if isinstance(h, dict)
+            )
+        copied = data.get("copied_from")
+        if isinstance(copied, dict):
+            kwargs["copied_from"] = tuple(
+                (k, str(copied[k])) for k in PROVENANCE_FIELDS if k in copied
             )
         kwargs.setdefault("title", "")
         return cls(rid=rid, **kwargs)  # type: ignore[arg-type]

@@ -8,12 +8,12 @@ so they can be served again and re-verified; the tables (records, libraries) are
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
 import sqlite_utils
@@ -35,11 +35,14 @@ from protocol import (
     public_bytes,
     sign_entry,
 )
+from protocol.cooperation import AGREEMENT, OFFER, POLICY
 from protocol.entries import decode_entry
+from protocol.intents import INTENT
 from protocol.kinds import MEMBER
+from protocol.loans import LOAN
 from protocol.snapshots import state_digest
 
-from . import members
+from . import clusters, cooperation, intents, loans, members
 from .db import StorageFull, transaction
 from .records import encode_record, match_key, record_digest
 
@@ -265,6 +268,8 @@ class Store:
     def put_rows(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         """Within the caller's transaction: upsert ``record_row_values`` rows."""
         conn.executemany(_UPSERT, rows)
+        conn.executemany(_ADDED, [(row[0], row[1], None) for row in rows])  # date unknown
+        clusters.add_row_values(conn, rows)
 
     def bases(self) -> dict[LogKey, int]:
         """Logs held from a checkpoint on (not from seq 1), and that first seq."""
@@ -427,26 +432,35 @@ def record_row_values(
         match_key(title, authors, year, isbn),
         source,
         seq,
+        # Searched and faceted on (peernode/search.py), so stored beside the blob.
+        _json(data.get("series", [])),
+        _json(data.get("issn", [])),
+        data.get("language", ""),
+        data.get("format", ""),
     )
 
 
-# One encoder for every row: json.dumps(..., ensure_ascii=False) builds a new one each call.
-_JSON = json.JSONEncoder(ensure_ascii=False)
-
-
 def _json(values: list[str]) -> str:
-    return _JSON.encode(values)
+    """``json.dumps(values, ensure_ascii=False)`` for a list of text (the protocol checked the
+    items): built from the C string encoder directly, as the encoder object costs more per call
+    than the strings themselves, three times per record received."""
+    return "[" + ", ".join(map(encode_basestring, values)) + "]"
 
 
 _UPSERT = (
     "INSERT INTO records (author, rid, title, authors, subjects, publisher, isbn, year, data, "
-    "digest, match_key, source, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "digest, match_key, source, seq, series, issn, language, format) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (author, rid) DO UPDATE SET title = excluded.title, authors = excluded.authors, "
     "subjects = excluded.subjects, publisher = excluded.publisher, isbn = excluded.isbn, "
     "year = excluded.year, data = excluded.data, digest = excluded.digest, "
     "match_key = excluded.match_key, source = COALESCE(excluded.source, records.source), "
-    "seq = excluded.seq"
+    "seq = excluded.seq, series = excluded.series, issn = excluded.issn, "
+    "language = excluded.language, format = excluded.format"
 )
+
+# New acquisitions (peernode/reports.py): when a record was first put; an edit keeps the date.
+_ADDED = "INSERT OR IGNORE INTO record_added (author, rid, added_at) VALUES (?, ?, ?)"
 
 
 def _catalog(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None:
@@ -458,7 +472,9 @@ def _catalog(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None
         else:
             dels.append((entry.author, op[1]))
     if dels:
+        clusters.remove_records(conn, entry.author, [rid for _, rid in dels])
         conn.executemany("DELETE FROM records WHERE author = ? AND rid = ?", dels)
+        conn.executemany("DELETE FROM original_records WHERE author = ? AND rid = ?", dels)
         # OAI-PMH keeps deletes persistently: a tombstone per deleted record (peernode/oai.py).
         conn.executemany(
             "INSERT OR REPLACE INTO deleted_records (author, rid, seq, deleted_at) "
@@ -467,6 +483,11 @@ def _catalog(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None
         )
     if puts:
         conn.executemany(_UPSERT, puts)
+        conn.executemany(_ADDED, [(row[0], row[1], entry.timestamp) for row in puts])
+        # Union entries grow as records arrive (peernode/clusters.py): a few indexed lookups.
+        clusters.add_records(
+            conn, entry.author, [(op[1], op[2]) for op in entry.body["ops"] if op[0] == "put"]
+        )
         if conn.execute("SELECT 1 FROM deleted_records LIMIT 1").fetchone():  # none: skip
             conn.executemany(
                 "DELETE FROM deleted_records WHERE author = ? AND rid = ?",
@@ -504,4 +525,10 @@ _MATERIALIZERS: dict[str, Callable[[sqlite3.Connection, Entry, str | None], None
     CHECKPOINT: _checkpoint,
     MEMBER: members.materialize,
     PROFILE: _profile,
+    # Interlibrary loan and cooperation (issue 4).
+    LOAN: loans.materialize,
+    POLICY: cooperation.materialize_policy,
+    OFFER: cooperation.materialize_offer,
+    AGREEMENT: cooperation.materialize_agreement,
+    INTENT: intents.materialize,  # intent to purchase (issue 8)
 }

@@ -88,16 +88,21 @@ def _no_ext(code: int, data: bytes) -> Any:
 
 
 def _check_depth(value: Any, max_depth: int, what: str) -> None:
-    """Reject nesting deeper than ``max_depth`` (iterative: no recursion on hostile input)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, list):
-            children: Any = item
-        elif isinstance(item, dict):
-            children = item.values()
-        else:
-            continue
+    """Reject nesting deeper than ``max_depth`` (iterative: no recursion on hostile input).
+
+    One level at a time, testing exact types (msgpack builds plain lists and dicts): this walks
+    every container of every received entry, so it must stay cheap per value.
+    """
+    level: list[Any] = [value] if type(value) is list or type(value) is dict else []
+    depth = 1
+    while level:
         if depth > max_depth:
             raise LimitExceeded(f"{what} nests deeper than {max_depth} levels")
-        stack.extend((child, depth + 1) for child in children if isinstance(child, list | dict))
+        deeper: list[Any] = []
+        for item in level:
+            for child in item.values() if type(item) is dict else item:
+                kind = type(child)
+                if kind is list or kind is dict:
+                    deeper.append(child)
+        level = deeper
+        depth += 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from . import cooperation, intents, loans
 from .errors import InvalidBody, UnknownKind
 from .limits import Limits
 
@@ -30,7 +31,9 @@ MEMBER_ROLES = ("admin", "member")
 _MEMBER_KEY_BYTES = 32
 
 # The record map inside a "put": field name -> kind of value.
-RECORD_LIST_FIELDS = ("authors", "isbn", "issn", "subjects", "series")
+# ``roles`` runs parallel to ``authors`` (the relator term of each name, "" when none), so
+# ``authors`` stays a plain list of names for readers that know nothing of roles.
+RECORD_LIST_FIELDS = ("authors", "isbn", "issn", "subjects", "series", "roles", "notes")
 RECORD_TEXT_FIELDS = (
     "title",
     "responsibility",
@@ -41,14 +44,22 @@ RECORD_TEXT_FIELDS = (
     "call_number",
     "format",
     "description",
+    "subtitle",
+    "ddc",
 )
-HOLDING_FIELDS = ("call_number", "barcode", "location", "note")
-PROFILE_FIELDS = ("name", "isil", "contact", "addresses")
+# ``copied_from``: where a copy-catalogued record came from (peernode/copying.py), all text.
+PROVENANCE_FIELDS = ("library", "record", "seq", "hash", "date")
+# ``summary``: a serial's holdings statement as the library wrote it ("v.1(1990)-v.12(2001)").
+HOLDING_FIELDS = ("call_number", "barcode", "location", "note", "summary")
+# ``box_key``: the library's X25519 key for sealed loan details (protocol/sealing.py).
+PROFILE_FIELDS = ("name", "isil", "contact", "addresses", "box_key")
 # Peer exchange: where a library's daemon listens. Few and short, because every member stores
 # every member's profile and a node dials only a handful of them.
 MAX_PROFILE_ADDRESSES = 4
 MAX_ADDRESS_CHARS = 260  # a DNS name (253) and a port
-_RECORD_FIELDS = frozenset((*RECORD_LIST_FIELDS, *RECORD_TEXT_FIELDS, "year", "holdings"))
+_RECORD_FIELDS = frozenset(
+    (*RECORD_LIST_FIELDS, *RECORD_TEXT_FIELDS, "year", "holdings", "copied_from")
+)
 _MAX_HOLDINGS = 1000
 
 
@@ -110,8 +121,18 @@ def _record(rec: Any, limits: Limits, where: str) -> None:
         elif key == "year":
             if not isinstance(value, int) or isinstance(value, bool) or not -9999 <= value <= 9999:
                 raise InvalidBody(f"{where}: field 'year' must be an integer year")
+        elif key == "copied_from":
+            _provenance(value, where)
         else:
             _holdings(value, where)
+
+
+def _provenance(value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        raise InvalidBody(f"{where}: 'copied_from' must be a map")
+    for key, text in value.items():
+        if key not in PROVENANCE_FIELDS or not isinstance(text, str):
+            raise InvalidBody(f"{where}: 'copied_from' field {key!r} is not a text field")
 
 
 def _text_list(value: Any, limits: Limits, where: str) -> None:
@@ -140,6 +161,9 @@ def _profile(body: dict[str, Any], limits: Limits, where: str) -> None:
     for key in ("isil", "contact"):
         if key in body and not isinstance(body[key], str):
             raise InvalidBody(f"{where}: {key!r} must be text")
+    box_key = body.get("box_key", b"0" * 32)
+    if not isinstance(box_key, bytes) or len(box_key) != 32:
+        raise InvalidBody(f"{where}: 'box_key' must be a 32-byte X25519 key")
     if "addresses" in body:
         addresses = body["addresses"]
         if not isinstance(addresses, list) or len(addresses) > MAX_PROFILE_ADDRESSES:
@@ -213,5 +237,11 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any], Limits, str], None]] = {
     CHECKPOINT: _checkpoint,
     MEMBER: _member,
     PROFILE: _profile,
+    # Interlibrary loan and cooperation (issue 4): schemas live beside their folds.
+    loans.LOAN: lambda body, limits, where: loans.validate(body, where),
+    cooperation.POLICY: lambda body, limits, where: cooperation.validate_policy(body, where),
+    cooperation.OFFER: lambda body, limits, where: cooperation.validate_offer(body, where),
+    cooperation.AGREEMENT: lambda body, limits, where: cooperation.validate_agreement(body, where),
+    intents.INTENT: lambda body, limits, where: intents.validate(body, where),
 }
 KINDS = tuple(sorted(_VALIDATORS))

@@ -255,6 +255,9 @@ def test_marc_mapping_of_a_known_record() -> None:
         call_number="QA76.6 .H857 2000",
         format="book",
         description="xxiv, 321 p",
+        subtitle="from journeyman to master",
+        ddc="005.1",
+        notes=("Includes bibliographical references",),
     )
 
 

@@ -35,7 +35,9 @@ def test_the_wheel_carries_code_templates_and_the_command(tmp_path: Path) -> Non
     assert build.returncode == 0, build.stderr
     [wheel] = tmp_path.glob("peernode-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "peernode/templates/index.html" in names
+    assert "peernode/webui/templates/search.html" in names
+    assert "peernode/webui/static/style.css" in names
+    assert "peernode/webui/translations/id/LC_MESSAGES/messages.po" in names
     assert "protocol/session.py" in names and "peernode/importers/marc.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "peernode = peernode.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -86,10 +86,21 @@ def _fit_limits(record: BibRecord) -> BibRecord:
     """Cut what the protocol would refuse; real catalogues almost never get near these bounds."""
     changes: dict[str, object] = {}
     limit = DEFAULT_LIMITS.max_string_bytes
-    for name in ("title", "responsibility", "publisher", "place", "edition", "description"):
+    for name in (
+        "title",
+        "responsibility",
+        "publisher",
+        "place",
+        "edition",
+        "description",
+        "subtitle",
+        "ddc",
+    ):
         value: str = getattr(record, name)
         if len(value) * 4 > limit and len(value.encode()) > limit:
             changes[name] = _cut(value, limit)
+    if any(len(note) * 4 > limit and len(note.encode()) > limit for note in record.notes):
+        changes["notes"] = tuple(_cut(note, limit) for note in record.notes)
     if len(record.holdings) > MAX_HOLDINGS:
         changes["holdings"] = record.holdings[:MAX_HOLDINGS]
     return dataclasses.replace(record, **changes) if changes else record  # type: ignore[arg-type]

@@ -8,11 +8,13 @@ first and MARC-8 second whatever leader/09 claims, because that flag is wrong in
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import warnings
 import xml.sax
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 from xml.sax.handler import feature_external_ges, feature_namespaces
@@ -434,16 +436,62 @@ def _title(tags: _Tags) -> str:
     return "".join(parts)
 
 
-def _names(tags: _Tags) -> list[str]:
-    names = []
+def _names(tags: _Tags) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(names, roles): each name once, in record order, with its relator term ("" if none)."""
+    found: dict[str, str] = {}
     for tag in ("100", "110", "111", "700", "710", "711"):
         for field in tags.get(tag):
             # $a with, for corporate bodies, their subordinate units ($b); $d dates are dropped.
             codes = "ab" if tag in ("110", "710") else "a"
             name = ". ".join(_text(v) for _, v in _subfields(field, codes))
-            if name:
-                names.append(name)
-    return names
+            if name and name not in found:
+                found[name] = _role(field)
+    roles = tuple(found.values())
+    return tuple(found), roles if any(roles) else ()
+
+
+# MARC relator codes ($4) most seen in library catalogues, as the terms $e would carry.
+_RELATORS = {
+    "aut": "author",
+    "edt": "editor",
+    "trl": "translator",
+    "ill": "illustrator",
+    "com": "compiler",
+    "ctb": "contributor",
+    "aui": "author of introduction",
+    "prf": "performer",
+    "cmp": "composer",
+    "pht": "photographer",
+}
+
+
+def _role(field: Field) -> str:
+    terms = [_text(v).strip(" ,.") for _, v in _subfields(field, "e")]
+    if not terms:
+        codes = [v.strip(" .") for _, v in _subfields(field, "4")]
+        terms = [_RELATORS.get(code.lower(), code) for code in codes]
+    return ", ".join(t for t in terms if t)
+
+
+def _ddc(tags: _Tags) -> str:
+    for field in tags.get("082"):
+        for _, value in _subfields(field, "a"):
+            # DDC segmentation marks ("005.13/3") are cataloguing aids, not part of the number.
+            return _text(value).replace("/", "").replace("'", "")
+    return ""
+
+
+# 5XX notes a reader wants to see; 59X are local and left to the original record.
+_NOTE_TAGS = ("500", "501", "502", "504", "505", "508", "511", "518", "520", "521", "530", "546")
+
+
+def _notes(tags: _Tags) -> tuple[str, ...]:
+    notes = []
+    for field in tags.get(*_NOTE_TAGS):
+        text = " ".join(_text(v) for _, v in _subfields(field, "a"))
+        if text:
+            notes.append(text)
+    return dedupe(notes)
 
 
 def _subjects(tags: _Tags) -> list[str]:
@@ -551,13 +599,65 @@ def _holdings(tags: _Tags) -> tuple[Holding, ...]:
                 note=_first_value(field, "z"),
             )
         )
-    return tuple(h for h in holdings if h != Holding())
+    return _with_statements(tags, [h for h in holdings if h != Holding()])
+
+
+def _with_statements(tags: _Tags, holdings: list[Holding]) -> tuple[Holding, ...]:
+    """Serial holdings statements as ``Holding.summary``: each 866 (textual, $a) or 863
+    (coded: $a volumes, $i years); 362 (the publication's own dates) only when there is neither.
+    A lone statement with a lone 852 belongs to it; otherwise each is a holding of its own."""
+    found = [
+        (" ".join(_text(v) for _, v in _subfields(f, "a")), _first_value(f, "z"))
+        for f in tags.get("866")
+    ]
+    for field in tags.get("863"):
+        volumes, years = _first_value(field, "a"), _first_value(field, "i")
+        text = " ".join(
+            p for p in (f"v.{volumes}" if volumes else "", f"({years})" if years else "") if p
+        )
+        found.append((text, _first_value(field, "z")))
+    found = [(text, note) for text, note in found if text]
+    if not found:
+        found = [
+            (text, "publication dates (362), not a statement of the library's holdings")
+            for text in (" ".join(_text(v) for _, v in _subfields(f, "a")) for f in tags.get("362"))
+            if text
+        ]
+    if len(found) == 1 and len(holdings) == 1 and not holdings[0].summary:
+        text, note = found[0]
+        holdings[0] = replace(holdings[0], summary=text, note=holdings[0].note or note)
+        return tuple(holdings)
+    return (*holdings, *(Holding(summary=text, note=note) for text, note in found))
 
 
 def _first_value(field: Field, code: str) -> str:
     for _, value in _subfields(field, code):
         return _text(value)
     return ""
+
+
+def original_json(record: Record) -> str:
+    """The whole source record as MARC-in-JSON (text already decoded to Unicode), kept so that
+    export gives back every field, those peernode does not model included."""
+    data = json.loads(record.as_json())
+    for field in data["fields"]:
+        for tag, value in field.items():
+            if isinstance(value, str):
+                field[tag] = _transportable(value)
+            else:
+                for sub in value["subfields"]:
+                    for code, text in sub.items():
+                        sub[code] = _transportable(text)
+    return json.dumps(data, ensure_ascii=False)
+
+
+# Control characters (a stray MARC-8 escape, a tab) and non-characters cannot be written back
+# into a valid MARC or XML record: kept as the export will write them, the copy stays exact.
+_UNTRANSPORTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
+
+
+def _transportable(text: str) -> str:
+    return _UNTRANSPORTABLE.sub("", text).replace("\t", " ").replace("\n", " ")
 
 
 def to_bibrecord(record: Record, rid: str) -> BibRecord:
@@ -567,10 +667,16 @@ def to_bibrecord(record: Record, rid: str) -> BibRecord:
     series = [_text(v) for f in tags.get("490", "830") for _, v in _subfields(f, "a")]
     holdings = _holdings(tags)
     call_number = _call_number(tags) or next((h.call_number for h in holdings if h.call_number), "")
+    names, roles = _names(tags)
     return BibRecord(
         rid=rid,
         title=_title(tags),
-        authors=dedupe(_names(tags)),
+        authors=names,
+        roles=roles,
+        subtitle=_first(tags, ["245"], "b"),
+        ddc=_ddc(tags),
+        notes=_notes(tags),
+        original=original_json(record),
         year=_year(tags),
         isbn=dedupe(i for i in isbns if i),
         issn=dedupe(i for i in issns if i),

@@ -14,7 +14,7 @@ import itertools
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..records import (
@@ -106,6 +106,14 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "barcode": ("barcode", "barcodes", "item_code", "item_codes", "kode_eksemplar", "eksemplar"),
     "location": ("location", "lokasi", "location_name"),
     "holdings": ("holdings", "items"),
+    # A serial's holdings statement ("v.1(1990)-v.12(2001)"): Holding.summary.
+    "holdings_statement": (
+        "holdings_statement",
+        "holdings_summary",
+        "summary_holdings",
+        "serial_holdings",
+        "kepemilikan",
+    ),
 }
 FIELD_OF = {alias: field for field, names in _ALIASES.items() for alias in names}
 _HOLDING_OF = {
@@ -114,6 +122,8 @@ _HOLDING_OF = {
     **{name: "location" for name in _ALIASES["location"]},
     "note": "note",
     "catatan": "note",
+    "summary": "summary",
+    **{name: "summary" for name in _ALIASES["holdings_statement"]},
 }
 _LIST_FIELDS = frozenset(("authors", "isbn", "issn", "subjects", "series", "barcode"))
 _NAME_NOISE = re.compile(r"[\s\-./]+")
@@ -173,6 +183,11 @@ class _Values:
             holdings.append(Holding(call_number=call_number, barcode=barcode, location=location))
         if not holdings and location:
             holdings.append(Holding(call_number=call_number, location=location))
+        statement = clean(text.get("holdings_statement", ""))
+        if statement and len(holdings) == 1 and not holdings[0].summary:
+            holdings[0] = replace(holdings[0], summary=statement)
+        elif statement:
+            holdings.append(Holding(call_number=call_number, location=location, summary=statement))
         return BibRecord(
             rid=rid,
             title=title,

@@ -1,0 +1,154 @@
+"""Resync after 1% of the records change: bytes on the wire and round trips, counted at the socket.
+
+Runs on the two homes the replication scenario left in sync. With both daemons stopped, A
+re-imports its catalogue with every hundredth title edited (``catalog import`` publishes only
+what changed: new signed entries holding those records). B is pointed at A through the counting
+proxy (bench/wire.py): each daemon moves to a new port and a proxy takes its old one, so whichever
+side dials, every byte of the resync (handshake and frontier included) is counted, until B holds
+A's new head.
+
+"Changed bytes", the baseline: the changed records in peernode's canonical form (msgpack
+``[id, record]``, the ``data`` column) summed. The same records, the same edit, are resynced
+between two pouchdb-server instances through the same proxy (bench/pouch.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from peernode.catalog import CATALOG_LOG, import_catalog
+from peernode.home import Home
+
+from .pouch import edited_title
+from .wire import CountingProxy, Traffic
+
+ROOT = Path(__file__).resolve().parent.parent
+EVERY = 100  # one record in a hundred changes
+
+
+@dataclass
+class Resync:
+    changed: int
+    changed_bytes: int  # the changed records' canonical bytes
+    traffic: Traffic
+    seconds: float
+
+
+def changed_ids(data: Path) -> list[str]:
+    with data.open(encoding="utf-8") as lines:
+        return [json.loads(line)["id"] for n, line in enumerate(lines) if n % EVERY == 0]
+
+
+def edit(data: Path, target: Path) -> None:
+    """``data`` with every hundredth record's title edited as bench/pouch.py edits it."""
+    with data.open(encoding="utf-8") as inp, target.open("w", encoding="utf-8") as out:
+        for n, line in enumerate(inp):
+            if n % EVERY == 0:
+                record = json.loads(line)
+                record["title"] = edited_title(record["title"])
+                line = json.dumps(record, ensure_ascii=False) + "\n"
+            out.write(line)
+
+
+@contextlib.contextmanager
+def daemons(*homes: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``peernode run`` for each home, stopped (and waited for) on the way out."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "peernode", "--home", str(home), "run"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        for home in homes
+    ]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port(address: str) -> int:
+    return int(address.rpartition(":")[2])
+
+
+def catalog_seq(home: Path, author: bytes) -> int:
+    conn = sqlite3.connect(f"file:{home / 'node.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        row = conn.execute(
+            "SELECT seq FROM heads WHERE author = ? AND log = ?", (author, CATALOG_LOG)
+        ).fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        conn.close()
+
+
+def resync(a: Path, b: Path, data: Path, timeout: float = 300) -> Resync:
+    """``a`` and ``b``: homes in sync, daemons stopped. Leaves them in sync again, stopped."""
+    home_a = Home(a)
+    author = home_a.public_key
+    before = catalog_seq(a, author)
+    edited = data.with_name(data.stem + "-edited.jsonl")
+    edit(data, edited)
+    store = home_a.open_store()
+    summary = import_catalog(store, home_a.key, edited, "json")
+    changed, changed_bytes = store.conn.execute(
+        "SELECT count(*), sum(length(data)) FROM records WHERE author = ? AND seq > ?",
+        (author, before),
+    ).fetchone()
+    assert changed == summary.changed, (changed, summary.changed)
+    store.conn.close()
+    after = catalog_seq(a, author)
+    # Each daemon moves to a new port, and a counting proxy takes its old one (the address its
+    # peer holds): whichever side dials, every byte crosses a proxy.
+    homes = [Home(a), Home(b)]
+    configs = [home.config for home in homes]
+    for home, config in zip(homes, configs, strict=True):
+        home.save_config(replace(config, listen=f"127.0.0.1:{free_port()}"))
+    try:
+        with (
+            CountingProxy(_port(homes[0].config.listen), _port(configs[0].listen)) as to_a,
+            CountingProxy(_port(homes[1].config.listen), _port(configs[1].listen)) as to_b,
+            daemons(a, b),
+        ):
+            started = time.perf_counter()
+            while catalog_seq(b, author) < after:
+                if time.perf_counter() - started > timeout:
+                    raise RuntimeError(f"the resync did not finish in {timeout} s")
+                time.sleep(0.02)
+            seconds = time.perf_counter() - started
+            one, other = to_a.reset(), to_b.reset()
+    finally:
+        for home, config in zip(homes, configs, strict=True):
+            home.save_config(config)
+    traffic = Traffic(
+        one.up + other.up,
+        one.down + other.down,
+        one.round_trips + other.round_trips,
+        one.connections + other.connections,
+    )
+    return Resync(int(changed), int(changed_bytes), traffic, seconds)
