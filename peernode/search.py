@@ -49,11 +49,13 @@ from typing import Any
 
 from protocol import node_id
 
+from .clusters import CLUSTER_OF
 from .records import decode_record, fold, normalize_isbn, normalize_issn
 
-# Which union entry a record belongs to: the one place to change when clustering replaces the
-# match key (e.g. a join to record_clusters). Every query below groups by this expression.
-ENTRY_OF_RECORD = "r.match_key"
+# Which union entry a record belongs to: its cluster (peernode/clusters.py). Every query below
+# groups by this expression, and finds an entry's records through record_clusters' index.
+ENTRY_OF_RECORD = CLUSTER_OF
+_RECORDS_OF_ENTRIES = "SELECT id FROM record_clusters WHERE cluster IN ({marks})"
 
 # Libraries the network removed or revoked, or this node blocked: their entries stay stored (a
 # signed history), but their records are no longer offered to readers (docs/security.md).
@@ -571,7 +573,7 @@ def _library_names(conn: sqlite3.Connection) -> dict[str, str]:
 
 # A matching record as _scan reads it: plain tuples, as hundreds are read per query.
 # (records.id, union entry, title, authors (JSON text), author key, language, format, year)
-_Candidate = tuple[int, str, str, str, bytes, str, str, "int | None"]
+_Candidate = tuple[int, int, str, str, bytes, str, str, "int | None"]
 
 
 def _scan(
@@ -629,13 +631,13 @@ def _count_on(
 
 def _rank(
     conn: sqlite3.Connection, query: Query, in_title: set[int], rows: list[_Candidate]
-) -> list[str]:
+) -> list[int]:
     """Union entries, best first, by tier: 0 the exact title, 1 every free word in the title,
     2 every free word in an author's name, 3 the rest. Within a tier, more holding libraries
     first (counted for the first HOLDER_WINDOW entries), then static rank (shorter titles)."""
     wanted = fold(query.title_text())
     free = _word_set(" ".join(w for t in query.terms if t.column is None for w in t.words))
-    best: dict[str, int] = {}
+    best: dict[int, int] = {}
     for record_id, entry, title, authors, *_facet_values in rows:
         if best.get(entry) == 0:
             continue
@@ -672,13 +674,13 @@ def _exact(title: str, wanted: str) -> bool:
     return fold(title) == wanted or fold(title.split(":")[0]) == wanted
 
 
-def _holders(conn: sqlite3.Connection, entries: list[str]) -> dict[str, int]:
+def _holders(conn: sqlite3.Connection, entries: list[int]) -> dict[int, int]:
     if not entries:
         return {}
     rows = conn.execute(
-        f"SELECT {ENTRY_OF_RECORD}, count(*) FROM records r "
-        f"WHERE {ENTRY_OF_RECORD} IN ({','.join('?' * len(entries))}) "
-        f"AND r.author NOT IN ({_EXCLUDED}) GROUP BY {ENTRY_OF_RECORD}",
+        f"SELECT {ENTRY_OF_RECORD} AS entry, count(*) FROM records r WHERE r.id IN "
+        f"({_RECORDS_OF_ENTRIES.format(marks=','.join('?' * len(entries)))}) "
+        f"AND r.author NOT IN ({_EXCLUDED}) GROUP BY entry",
         entries,
     )
     return dict(rows.fetchall())
@@ -687,7 +689,7 @@ def _holders(conn: sqlite3.Connection, entries: list[str]) -> dict[str, int]:
 def _facets(rows: list[_Candidate]) -> dict[str, dict[str, int]]:
     """Union entries per library, language, format, decade and year among the candidates: every
     match when there are fewer than CANDIDATES, else the first CANDIDATES by static rank."""
-    seen: dict[str, set[tuple[object, str]]] = {
+    seen: dict[str, set[tuple[object, int]]] = {
         name: set() for name in ("library", "language", "format", "decade", "year")
     }
     for _id, entry, _title, _authors, author, language, fmt, year in rows:
@@ -710,18 +712,19 @@ def _facets(rows: list[_Candidate]) -> dict[str, dict[str, int]]:
     return facets
 
 
-def _hits(conn: sqlite3.Connection, entries: list[str]) -> list[Hit]:
+def _hits(conn: sqlite3.Connection, entries: list[int]) -> list[Hit]:
     """The page's union entries with every library holding each (removed libraries left out)."""
     if not entries:
         return []
     marks = ",".join("?" * len(entries))
     rows = conn.execute(
         f"SELECT {ENTRY_OF_RECORD}, r.author, r.rid, r.data, COALESCE(l.name, '') FROM records r "
-        f"LEFT JOIN libraries l ON l.author = r.author WHERE {ENTRY_OF_RECORD} IN ({marks}) "
+        "LEFT JOIN libraries l ON l.author = r.author "
+        f"WHERE r.id IN ({_RECORDS_OF_ENTRIES.format(marks=marks)}) "
         f"AND r.author NOT IN ({_EXCLUDED}) ORDER BY l.name, r.rid",
         entries,
     )
-    hits: dict[str, Hit] = {}
+    hits: dict[int, Hit] = {}
     for key, author, rid, data, name in rows:
         record = decode_record(data)
         hit = hits.get(key)

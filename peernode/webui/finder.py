@@ -115,5 +115,5 @@ def run(conn: sqlite3.Connection, query: Query) -> Results:
             ordered.sort(key=lambda kv: str(kv[0]), reverse=True)
         labels = found.library_names if name == "library" else {}
         facets[name] = [(str(v), str(labels.get(v, v)), int(n)) for v, n in ordered]
-    pages = max(1, min(engine.MAX_PAGE, -(-found.total // PAGE_SIZE)))
+    pages = max(1, found.pages)  # paging reaches the best candidates, not an estimated total
     return Results(found.hits, found.total, found.total_exact, facets, pages)

@@ -11,6 +11,7 @@ from typing import Any
 from protocol import node_id, parse_node_id
 
 from .. import cooperation
+from ..clusters import CLUSTER_OF
 from ..mesh import profile_body
 from ..records import BibRecord, decode_record
 from ..search import _EXCLUDED
@@ -50,7 +51,7 @@ def union_entry(conn: sqlite3.Connection, library: str, rid: str) -> UnionEntry 
     if author is None or len(rid) > 1000:
         return None
     row = conn.execute(
-        "SELECT r.match_key, r.data, COALESCE(l.name, '') FROM records r "
+        f"SELECT {CLUSTER_OF}, r.data, COALESCE(l.name, '') FROM records r "
         "LEFT JOIN libraries l ON l.author = r.author "
         f"WHERE r.author = ? AND r.rid = ? AND r.author NOT IN ({_EXCLUDED})",
         (author, rid),
@@ -62,7 +63,8 @@ def union_entry(conn: sqlite3.Connection, library: str, rid: str) -> UnionEntry 
     rows = conn.execute(
         "SELECT r.author, r.data, COALESCE(l.name, '') FROM records r "
         "LEFT JOIN libraries l ON l.author = r.author "
-        f"WHERE r.match_key = ? AND r.author NOT IN ({_EXCLUDED}) "
+        "WHERE r.id IN (SELECT id FROM record_clusters WHERE cluster = ?) "
+        f"AND r.author NOT IN ({_EXCLUDED}) "
         "ORDER BY l.name, r.rid LIMIT ?",
         (key, MAX_HOLDERS),
     )
