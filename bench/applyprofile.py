@@ -2,8 +2,8 @@
 
 Reads the signed catalogue entries of a node that holds them (the replication scenario's A),
 decodes and verifies them as a receiver does, then applies them to a fresh store three entries
-at a time (one 512 KiB sync message's worth), first as the schema stands and then without each
-piece of per-record write work in turn, so the price of each shows:
+at a time (one 512 KiB sync message's worth), first as the store stands and then without each
+piece of per-record write work in turn (``PIECES``), so the price of each shows:
 
     python -m bench.applyprofile bench-data/nodes-100000/a --entries 30
 """
@@ -14,11 +14,10 @@ import argparse
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from peernode import clusters
+from peernode import clusters, rowindex
 from peernode.home import init_home
 from protocol import LogKey
 from protocol.entries import Entry, decode_entry
@@ -37,17 +36,28 @@ def entries(source: Path, count: int) -> list[Entry]:
     return [decode_entry(raw, now_ms=None) for raw in raws]
 
 
+# Per-record write work that can be taken away, each by replacing what does it with a no-op.
+_NOOP_SQL = "SELECT ?"  # same parameter as the statement it stands for
+PIECES: dict[str, list[tuple[Any, str, Any]]] = {
+    "the search index (search_fts)": [(rowindex, "_SEARCH", _NOOP_SQL)],
+    "the cooperation tables (record_isbns, serial_records)": [
+        (rowindex, "_ISBNS", _NOOP_SQL),
+        (rowindex, "_SERIALS", _NOOP_SQL),
+    ],
+    "clustering (clusters.add_records)": [(clusters, "add_records", lambda *a, **k: None)],
+}
+
+
 def apply_seconds(batch: list[Entry], without: str | None) -> float:
-    """Apply ``batch`` to a fresh store, with one trigger (or "clusters") taken away."""
+    """Apply ``batch`` to a fresh store, with one piece of ``PIECES`` taken away."""
     with tempfile.TemporaryDirectory() as tmp:
         store = init_home(
             Path(tmp) / "b", name="B", isil="", contact="", listen="127.0.0.1:1"
         ).open_store()
-        saved: Callable[..., Any] = clusters.add_records
-        if without == "clusters":
-            clusters.add_records = lambda *args, **kwargs: None
-        elif without is not None:
-            store.conn.execute(f"DROP TRIGGER {without}")
+        patches = PIECES[without] if without is not None else []
+        saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+        for owner, name, stand_in in patches:
+            setattr(owner, name, stand_in)
         key = LogKey(batch[0].author, batch[0].log)
         try:
             started = time.perf_counter()
@@ -56,7 +66,8 @@ def apply_seconds(batch: list[Entry], without: str | None) -> float:
                 assert result.error is None, result.error
             return time.perf_counter() - started
         finally:
-            clusters.add_records = saved
+            for owner, name, value in saved:
+                setattr(owner, name, value)
             store.conn.close()
 
 
@@ -67,24 +78,14 @@ def profile(home: Path, count: int) -> list[str]:
     records = sum(len(e.body["ops"]) for e in batch)
     decode = time.perf_counter() - started
     rows = [f"| decode and verify (event loop) | {records / decode:,.0f} | |"]
-    conn = sqlite3.connect(f"file:{home / 'node.db'}?mode=ro", uri=True)
-    triggers = [
-        name
-        for (name,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'records' "
-            "AND name LIKE '%_ai' ORDER BY name"
-        )
-    ]
-    conn.close()
     whole = apply_seconds(batch, None)
     rows.append(
         f"| `Store.apply`, as the schema stands (database thread) | {records / whole:,.0f} | |"
     )
-    for without in [*triggers, "clusters"]:
+    for without in PIECES:
         seconds = apply_seconds(batch, without)
-        what = "clusters.add_records" if without == "clusters" else f"trigger {without}"
         rows.append(
-            f"| `Store.apply` without {what} | {records / seconds:,.0f} | "
+            f"| `Store.apply` without {without} | {records / seconds:,.0f} | "
             f"{max(0.0, (whole - seconds) / whole):.0%} |"
         )
     return rows

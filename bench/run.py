@@ -18,10 +18,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgpack
+import sqlite_utils
+
 from peernode import db as dbmod
+from peernode import rowindex
 from peernode.catalog import import_catalog
 from peernode.home import init_home
 from peernode.importers import Imported, read_catalog
+from peernode.matchkeys import record_keys
 from peernode.store import record_row_values
 
 from . import applyprofile, idle, marcimport, plots, pouch, reports, resync
@@ -65,34 +70,95 @@ def machine() -> str:
     )
 
 
-def raw_sqlite(path: Path, rows: list[tuple[object, ...]], with_fts: bool) -> Figure:
-    """The ceiling: the same rows into a table, one executemany, one transaction, same PRAGMAs."""
-    db = dbmod.connect(path) if with_fts else None
-    conn = db.conn if db is not None else sqlite3.connect(path, isolation_level=None)
-    if db is None:
+# What each raw SQLite figure writes, in one executemany per table, one transaction, the node's
+# PRAGMAs (WAL, synchronous=FULL), rows built beforehand (as they are for the node, by the peer).
+PLAIN, OLD_FTS, NODE_TABLES = "plain", "old-fts", "node"
+RAW_LABELS = {
+    PLAIN: "raw SQLite executemany, same rows, no index",
+    OLD_FTS: "raw SQLite, same rows + plain FTS5 (records_fts, the schema before the search index)",
+    NODE_TABLES: "raw SQLite, same rows into the node's tables and search index (ceiling)",
+}
+# The records row of store.record_row_values; the first 13 are the _v1 schema's columns.
+_COLUMNS = [
+    "author",
+    "rid",
+    "title",
+    "authors",
+    "subjects",
+    "publisher",
+    "isbn",
+    "year",
+    "data",
+    "digest",
+    "match_key",
+    "source",
+    "seq",
+    "series",
+    "issn",
+    "language",
+    "format",
+]
+
+
+def raw_sqlite(path: Path, rows: list[tuple[object, ...]], kind: str) -> Figure:
+    """A ceiling: the same rows into the same tables, without the node's protocol work.
+
+    ``NODE_TABLES`` is the ceiling replication is judged against: records, search_fts with its
+    tokens (inserted in docid order, as the store does), record_added, record_isbns,
+    serial_records, and the clustering tables' rows (each record's match keys, computed before
+    the clock starts like the rows themselves; every record its own cluster, so the union-find
+    that merges them is the node's own work, not counted here). ``OLD_FTS``: the schema up to
+    _v9, whose trigger fed a five-column records_fts with rowid = records.id; the reference
+    the figures before the search index were measured against.
+    """
+    if kind == PLAIN:
+        conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute(
             "CREATE TABLE records (author, rid, title, authors, subjects, publisher, isbn, year, "
             "data, digest, match_key, source, seq, series, issn, language, format)"
         )
-    marks = ", ".join("?" * 17)
+    elif kind == OLD_FTS:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        for migration in dbmod.MIGRATIONS[:9]:
+            migration(sqlite_utils.Database(conn))
+    else:
+        conn = dbmod.connect(path).conn
+    keys = (
+        [(key, n) for n, row in enumerate(rows, 1) for key in record_keys(_wire(row))]
+        if kind == NODE_TABLES
+        else []
+    )
+    width = 13 if kind == OLD_FTS else len(_COLUMNS)
+    insert = (
+        f"INSERT INTO records ({', '.join(_COLUMNS[:width])}) VALUES ({', '.join('?' * width)})"
+    )
     started = time.perf_counter()
     conn.execute("BEGIN")
-    conn.executemany(
-        "INSERT INTO records (author, rid, title, authors, subjects, publisher, isbn, year, data, "
-        f"digest, match_key, source, seq, series, issn, language, format) VALUES ({marks})",
-        rows,
-    )
+    conn.executemany(insert, [row[:width] for row in rows])
+    if kind == NODE_TABLES:
+        rowindex.index_search(conn, 0)
+        rowindex.index_cooperation(conn, 0)
+        conn.executemany(
+            "INSERT INTO record_added (author, rid, added_at) VALUES (?, ?, 1)",
+            [row[:2] for row in rows],
+        )
+        conn.executemany("INSERT INTO record_keys (key, id) VALUES (?, ?)", keys)
+        conn.execute("INSERT INTO record_clusters (id, cluster) SELECT id, id FROM records")
     conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
-    label = (
-        "raw SQLite executemany, same rows + FTS5 index"
-        if with_fts
-        else ("raw SQLite executemany, same rows, no index")
-    )
-    return Figure(label, elapsed, len(rows))
+    return Figure(RAW_LABELS[kind], elapsed, len(rows))
+
+
+def _wire(row: tuple[object, ...]) -> dict[str, object]:
+    blob = row[8]  # the canonical [rid, record]
+    assert isinstance(blob, bytes)
+    wire: dict[str, object] = msgpack.unpackb(blob, raw=False)[1]
+    return wire
 
 
 def cli(home: Path, *args: str) -> str:
@@ -300,10 +366,11 @@ POUCH_FULL_UP_TO = 100_000  # above this, only PouchDB's in-memory store: LevelD
 @dataclass
 class SizeRun:
     records: int
-    figures: list[Figure]  # raw SQLite plain, raw SQLite + FTS5, peernode import, replication
+    figures: list[Figure]  # raw SQLite plain, raw SQLite ceiling, peernode import, replication
     pouch: list[pouch.PouchRun | str]  # a run, or why that adapter was not measured
     a: Path
     b: Path
+    old_fts: Figure  # the reference the figures before the search index were measured against
 
 
 def replication(
@@ -321,11 +388,13 @@ def replication(
         for i in read_catalog(data, "json")
         if isinstance(i, Imported)
     ]
-    plain = raw_sqlite(nodes / "raw-plain.db", rows, with_fts=False)
-    fts = raw_sqlite(nodes / "raw-fts.db", rows, with_fts=True)
+    plain = raw_sqlite(nodes / "raw-plain.db", rows, PLAIN)
+    old_fts = raw_sqlite(nodes / "raw-old-fts.db", rows, OLD_FTS)
+    fts = raw_sqlite(nodes / "raw-fts.db", rows, NODE_TABLES)
     del rows
-    for name in ("raw-plain.db", "raw-fts.db"):
-        (nodes / name).unlink()
+    for name in ("raw-plain.db", "raw-old-fts.db", "raw-fts.db"):
+        for path in nodes.glob(name + "*"):
+            path.unlink()
     a = init_home(
         nodes / "a", name="Bench A", isil="", contact="", listen=f"127.0.0.1:{free_port()}"
     )
@@ -361,7 +430,9 @@ def replication(
                 )
             except pouch.PouchUnavailable as exc:
                 runs.append(f"not measured: {exc}")
-    return SizeRun(records, [plain, fts, imported, replicated], runs, nodes / "a", nodes / "b")
+    return SizeRun(
+        records, [plain, fts, imported, replicated], runs, nodes / "a", nodes / "b", old_fts
+    )
 
 
 def replication_report(sizes: list[SizeRun], command: str) -> list[str]:
@@ -373,11 +444,18 @@ def replication_report(sizes: list[SizeRun], command: str) -> list[str]:
         "B joins A by invite; A's daemon streams its signed batches over a WebSocket; B verifies",
         "every signature and hash chain, stores the entries, materialises and indexes the",
         "records, committing each batch durably (synchronous=FULL); sync traffic is deflated and",
-        "encrypted. Timed from the join until B's records table holds them all. Ceilings: the",
-        "same rows into the same schema with one executemany (with every index and trigger the",
-        "schema has, and with no index at all). PouchDB: the same records as JSON documents,",
-        "one pouchdb-server as source, another told to `_replicate`, timed until its doc count",
-        "matches (bench/pouch.py).",
+        "encrypted. Timed from the join until B's records table holds them all.",
+        "",
+        "The ceiling is raw SQLite doing the same table work a node must do for these records,",
+        "in one transaction, one executemany per table, rows built before the clock starts:",
+        "the records rows, search_fts with every token and facet (in docid order, as the store",
+        "writes it), record_added, record_isbns, serial_records, and each record's match keys",
+        "and cluster row (the union-find that merges clusters is not counted). Two reference",
+        "rows: the same rows with no index at all, and the same rows with the plain FTS5 index",
+        "of the schema before the search index (records_fts, five columns, rowid = records.id),",
+        "the ceiling the replication figures before the search index were compared with.",
+        "PouchDB: the same records as JSON documents, one pouchdb-server as source, another",
+        "told to `_replicate`, timed until its doc count matches (bench/pouch.py).",
         "",
     ]
     for size in sizes:
@@ -390,6 +468,7 @@ def replication_report(sizes: list[SizeRun], command: str) -> list[str]:
         ]
         rows = [
             (plain.name, plain.rate, f"{plain.seconds:.2f}"),
+            (size.old_fts.name, size.old_fts.rate, f"{size.old_fts.seconds:.2f}"),
             (fts.name, fts.rate, f"{fts.seconds:.2f}"),
             (imported.name, imported.rate, f"{imported.seconds:.2f}"),
             (f"**{replicated.name}**", replicated.rate, f"{replicated.seconds:.2f}"),
@@ -413,7 +492,7 @@ def replication_report(sizes: list[SizeRun], command: str) -> list[str]:
         lines.append("")
         verdict_ceiling = replicated.rate / fts.rate
         lines.append(
-            f"Goal ≥ 50% of the SQLite ceiling (with the schema's indexes and triggers): "
+            f"Goal ≥ 50% of the SQLite ceiling (the node's tables and search index): "
             f"{verdict_ceiling:.0%} — {'met' if verdict_ceiling >= 0.5 else 'missed'}."
         )
         pouch_rates = [r.rate for r in size.pouch if isinstance(r, pouch.PouchRun) and r.rate]
@@ -441,13 +520,16 @@ def replication_report(sizes: list[SizeRun], command: str) -> list[str]:
             *applyprofile.profile(sizes[0].a, 30),
             "",
             "Decoding (signatures, canonical check, body validation) runs on the event loop; the",
-            "apply on the database thread, one message at a time. The apply dominates, and in it",
-            "the per-record write work each row triggers: the search index, the cooperation",
-            "tables (whose trigger looks up the entry's timestamp in `entries`, a table of",
-            "~190 KB rows, so every lookup reads the whole row) and clustering. What would fix",
-            "it: take the timestamp from the row (or the entry, in Python) instead of reading",
-            "`entries`, batch the clustering lookups per entry, and then overlap decoding the",
-            "next message with applying this one.",
+            "apply on the database thread, one message at a time, so the two add up. New rows",
+            "are indexed set-based per entry, in search_fts docid order (peernode/rowindex.py):",
+            "FTS5 flushes a segment whenever a docid goes down, and per-row triggers in arrival",
+            "order flushed nearly every row. What is left above the ceiling's work is Python per",
+            "record: the match keys for clustering (matchkeys.record_keys, the largest share",
+            "above), building the row (the canonical re-encoding of a record that arrived",
+            "canonical included), and decoding. What would fix it: overlap decoding the next",
+            "message with applying this one, reuse the record's bytes from the entry instead of",
+            "re-encoding, and compute match keys once per record for both match_key and",
+            "clustering.",
             "",
         ]
     return lines

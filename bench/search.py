@@ -27,6 +27,7 @@ from typing import Any
 import sqlite_utils
 
 from peernode import db as dbmod
+from peernode.rowindex import index_search, last_id, upsert_records
 from peernode.search import (
     CANDIDATES,
     COUNT_BUDGET_S,
@@ -189,7 +190,13 @@ def write_cost(size: int, work: Path, seed: int = 1) -> WriteCost:
         started = time.perf_counter()
         for start in range(0, len(rows), 1000):
             with dbmod.transaction(conn):
+                if upto == len(dbmod.MIGRATIONS):  # the store's own upsert and indexing
+                    upsert_records(conn, rows[start : start + 1000])
+                    continue
+                after = last_id(conn)
                 conn.executemany(sql, [r[:width] for r in rows[start : start + 1000]])
+                if upto == 10:  # new rows are indexed by the store, not a trigger
+                    index_search(conn, after)
         rates.append(len(rows) / (time.perf_counter() - started))
         conn.close()
         for done in work.glob(path.name + "*"):

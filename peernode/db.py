@@ -295,7 +295,9 @@ def _v10(db: sqlite_utils.Database) -> None:
     one token per library, language, format, year, decade and century, so filters intersect
     inside FTS5 instead of joining every hit. It replaces records_fts: the write path still
     maintains one full-text index. columnsize=0: no per-row size table, as search ranks
-    without bm25 (a tenth of the index's write cost).
+    without bm25 (a tenth of the index's write cost). New rows are indexed by the store, in
+    docid order, not by an insert trigger (peernode/rowindex.py says why); updates and deletes
+    by the triggers here.
     """
     db.executescript(
         """
@@ -317,9 +319,6 @@ def _v10(db: sqlite_utils.Database) -> None:
             title, authors, subjects, series, publisher, ids, facets,
             content='', columnsize=0, tokenize='unicode61 remove_diacritics 2'
         );
-        CREATE TRIGGER search_ai AFTER INSERT ON records BEGIN
-            INSERT INTO search_fts ({_SEARCH_COLUMNS}) VALUES ({_search_values("new")});
-        END;
         CREATE TRIGGER search_ad AFTER DELETE ON records BEGIN
             INSERT INTO search_fts (search_fts, {_SEARCH_COLUMNS})
             VALUES ('delete', {_search_values("old")});
@@ -339,7 +338,7 @@ def _v10(db: sqlite_utils.Database) -> None:
     )
     db.execute(
         f"INSERT INTO search_fts ({_SEARCH_COLUMNS}) "
-        f"SELECT {_search_values('records')} FROM records"
+        f"SELECT {_search_values('records')} FROM records ORDER BY 1"  # one flush per batch
     )
 
 
@@ -420,8 +419,9 @@ def _v11(db: sqlite_utils.Database) -> None:
 
 def _v12(db: sqlite_utils.Database) -> None:
     """Serials and cooperation reports (issue 8)."""
-    # Kept by triggers on records, so every way a record arrives (import, sync, snapshot) keeps
-    # them right with no code in the materialisers — except record_added: when a record was
+    # Kept on updates and deletes by triggers on records; a new row's record_isbns and
+    # serial_records are written by the store's upsert (peernode/rowindex.py: set-based per
+    # batch, cheaper than a trigger per row). record_added: when a record was
     # first put (the signed timestamp of that catalogue entry; NULL when it came in a snapshot,
     # whose history is not known), written by the store, which has the entry at hand (a
     # trigger's lookup of the entry row cost half the apply time: entries rows are large); an
@@ -454,16 +454,6 @@ def _v12(db: sqlite_utils.Database) -> None:
         ) WITHOUT ROWID;
         -- Overlap and unique-title reports group by (union key, library): a covering index.
         CREATE INDEX records_union ON records (match_key, author);
-        CREATE TRIGGER coop_records_ai AFTER INSERT ON records BEGIN
-            INSERT OR IGNORE INTO record_isbns (isbn, author, rid)
-                SELECT value, new.author, new.rid FROM json_each(
-                    CASE WHEN json_valid(new.isbn) THEN new.isbn ELSE '[]' END)
-                WHERE type = 'text';
-            INSERT OR IGNORE INTO serial_records (author, rid)
-                SELECT new.author, new.rid WHERE instr(new.data, X'a46973736e') > 0
-                OR instr(new.data, X'a673657269616c') > 0
-                OR instr(new.data, X'a773756d6d617279') > 0;
-        END;
         CREATE TRIGGER coop_records_au AFTER UPDATE ON records BEGIN
             DELETE FROM record_isbns WHERE author = old.author AND rid = old.rid
                 AND isbn IN (SELECT value FROM json_each(

@@ -45,6 +45,7 @@ from protocol.snapshots import state_digest
 from . import clusters, cooperation, intents, loans, members
 from .db import StorageFull, transaction
 from .records import encode_record, match_key, record_digest
+from .rowindex import UPSERT, upsert_records
 
 
 class ForkDetected(RemoteProtocolError):
@@ -266,8 +267,8 @@ class Store:
         return catalogue_state(self.conn, author)
 
     def put_rows(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Within the caller's transaction: upsert ``record_row_values`` rows."""
-        conn.executemany(_UPSERT, rows)
+        """Within the caller's transaction: upsert ``record_row_values`` rows and index them."""
+        rows = [rows[p] for p in upsert_records(conn, rows)]
         conn.executemany(_ADDED, [(row[0], row[1], None) for row in rows])  # date unknown
         clusters.add_row_values(conn, rows)
 
@@ -447,17 +448,7 @@ def _json(values: list[str]) -> str:
     return "[" + ", ".join(map(encode_basestring, values)) + "]"
 
 
-_UPSERT = (
-    "INSERT INTO records (author, rid, title, authors, subjects, publisher, isbn, year, data, "
-    "digest, match_key, source, seq, series, issn, language, format) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (author, rid) DO UPDATE SET title = excluded.title, authors = excluded.authors, "
-    "subjects = excluded.subjects, publisher = excluded.publisher, isbn = excluded.isbn, "
-    "year = excluded.year, data = excluded.data, digest = excluded.digest, "
-    "match_key = excluded.match_key, source = COALESCE(excluded.source, records.source), "
-    "seq = excluded.seq, series = excluded.series, issn = excluded.issn, "
-    "language = excluded.language, format = excluded.format"
-)
+_UPSERT = UPSERT  # the records upsert alone, without indexing (peernode/rowindex.py)
 
 # New acquisitions (peernode/reports.py): when a record was first put; an edit keeps the date.
 _ADDED = "INSERT OR IGNORE INTO record_added (author, rid, added_at) VALUES (?, ?, ?)"
@@ -465,10 +456,12 @@ _ADDED = "INSERT OR IGNORE INTO record_added (author, rid, added_at) VALUES (?, 
 
 def _catalog(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None:
     puts = []
+    records: list[tuple[str, dict[str, Any]]] = []  # (rid, wire map) of each put, for clusters
     dels = []
     for op in entry.body["ops"]:
         if op[0] == "put":
             puts.append(record_row_values(entry.author, op[1], op[2], entry.seq, source))
+            records.append((op[1], op[2]))
         else:
             dels.append((entry.author, op[1]))
     if dels:
@@ -482,12 +475,12 @@ def _catalog(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None
             [(author, rid, entry.seq, entry.timestamp) for author, rid in dels],
         )
     if puts:
-        conn.executemany(_UPSERT, puts)
+        kept = upsert_records(conn, puts)  # a record put twice in one entry: its last put
+        if len(kept) < len(puts):
+            puts, records = [puts[p] for p in kept], [records[p] for p in kept]
         conn.executemany(_ADDED, [(row[0], row[1], entry.timestamp) for row in puts])
         # Union entries grow as records arrive (peernode/clusters.py): a few indexed lookups.
-        clusters.add_records(
-            conn, entry.author, [(op[1], op[2]) for op in entry.body["ops"] if op[0] == "put"]
-        )
+        clusters.add_records(conn, entry.author, records)
         if conn.execute("SELECT 1 FROM deleted_records LIMIT 1").fetchone():  # none: skip
             conn.executemany(
                 "DELETE FROM deleted_records WHERE author = ? AND rid = ?",
