@@ -39,8 +39,12 @@ def cli_markdown() -> str:
         "`~/.local/share/peernode` on Linux).",
         "",
     ]
+    names = cli.context_settings.get("help_option_names", ["--help"])
     for path, command in [("peernode", cli), *_commands(cli, "peernode")]:
-        ctx = click.Context(command, info_name=path)
+        # Click caches each command's help option from the first context that asked for it
+        # (a test's bare context, say): render every command from the root's settings instead.
+        command._help_option = None
+        ctx = click.Context(command, info_name=path, help_option_names=names)
         lines += [f"## `{path}`", "", "```text", command.get_help(ctx).rstrip(), "```", ""]
     return "\n".join(lines)
 
