@@ -10,15 +10,14 @@ script is refused by its Origin.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from . import jsonapi
 from .bibliography_cli import record_json
 from .copying import CopyError, copy_record, locate
 from .node import NODE
-from .webui.security import origin_matches
 
 MAX_BODY = 4096
 
@@ -44,19 +43,10 @@ async def record_handler(request: web.Request) -> web.Response:
 
 async def copy_handler(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    if request.content_type != "application/json":
-        return _error(415, "send application/json")
-    origin = request.headers.get("Origin")
-    if origin is not None and not origin_matches(origin, request.host):
-        return _error(403, f"requests from {origin} may not change this library's catalogue")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        return _error(413, f"the body is larger than {MAX_BODY} bytes")
-    try:
-        data = json.loads(raw or b"{}")
-    except ValueError:
-        return _error(400, "the body is not JSON")
-    if not isinstance(data, dict) or not isinstance(data.get("ref"), str):
+    data = await jsonapi.json_post(request, MAX_BODY, "this library's catalogue")
+    if isinstance(data, web.Response):
+        return data
+    if not isinstance(data.get("ref"), str):
         return _error(400, 'the body must be {"ref": "NODE_ID/RECORD_ID", "as"?: "NEW_ID"}')
     new_id = data.get("as")
     if new_id is not None and not isinstance(new_id, str):

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import jsonapi
 from .intents import IntentError, announce, list_intents, withdraw
 from .node import NODE
 from .reports import new_acquisitions, overlap, unique_titles
@@ -128,23 +129,8 @@ async def intents_handler(request: web.Request) -> web.Response:
     return _json(rows)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    """The JSON object of a signing request, after the same-origin and type checks."""
-    origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
-        raise web.HTTPForbidden(text=f"requests from another site ({origin[:100]}) are refused")
-    if request.content_type != "application/json":
-        raise web.HTTPUnsupportedMediaType(text="send the intent as application/json")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=len(raw))
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise web.HTTPBadRequest(text=f"the body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text="the body must be a JSON object")
-    return data
+async def _body(request: web.Request) -> dict[str, Any] | web.Response:
+    return await jsonapi.json_post(request, MAX_BODY_BYTES, "this library's intents")
 
 
 def _texts(data: dict[str, Any], name: str) -> list[str]:
@@ -169,6 +155,8 @@ _ANNOUNCE_KEYS = frozenset(("isbn", "title", "authors", "note", "planned"))
 async def announce_handler(request: web.Request) -> web.Response:
     node = request.app[NODE]
     data = await _body(request)
+    if isinstance(data, web.Response):
+        return data
     extra = sorted(set(data) - _ANNOUNCE_KEYS)
     if extra:
         return _error(400, f"unknown field(s): {', '.join(extra)[:200]}")
@@ -197,6 +185,8 @@ async def announce_handler(request: web.Request) -> web.Response:
 async def withdraw_handler(request: web.Request) -> web.Response:
     node = request.app[NODE]
     data = await _body(request)
+    if isinstance(data, web.Response):
+        return data
     intent_id = request.match_info["id"][:100]
     reason = _text(data, "reason")
     try:

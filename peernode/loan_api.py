@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -32,7 +30,7 @@ from aiohttp import web
 from protocol import parse_node_id
 from protocol.loans import Service, is_date
 
-from . import cooperation, loans
+from . import cooperation, jsonapi, loans
 from .cooperation import CooperationError, today
 from .node import NODE, Node
 
@@ -43,35 +41,11 @@ MAX_BODY = 16 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-def _same_origin(origin: str, host: str) -> bool:
-    """The browser's Origin is this very page's (scheme and Host). Which Host names the node
-    answers to at all is the daemon's Host check (peernode/webui/security.py), which stops DNS
-    rebinding; so an Origin that equals the Host is the node's own page."""
-    parsed = urllib.parse.urlsplit(origin)
-    return parsed.scheme in ("http", "https") and parsed.netloc.lower() == host.lower()
+_error = jsonapi.error
 
 
 async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
-    """The POSTed JSON object, or the refusal to send back."""
-    if request.content_type != "application/json":
-        return _error(415, "send application/json")
-    origin = request.headers.get("Origin")
-    if origin is not None and not _same_origin(origin, request.headers.get("Host", "")):
-        return _error(403, f"requests from {origin} may not act on this node's loans")
-    try:
-        raw = await request.content.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            return _error(413, f"the body is larger than {MAX_BODY} bytes")
-        data = json.loads(raw or b"{}")
-    except ValueError:
-        return _error(400, "the body is not JSON")
-    if not isinstance(data, dict):
-        return _error(400, "the body must be a JSON object")
-    return data
+    return await jsonapi.json_post(request, MAX_BODY, "this node's loans")
 
 
 def _text(data: dict[str, Any], name: str, default: str = "") -> str:

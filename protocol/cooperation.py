@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .bodies import only_keys as _only
 from .errors import InvalidBody
 from .loans import is_date
 
@@ -225,12 +226,6 @@ def _keys(value: Any, most: int, where: str) -> None:
         raise InvalidBody(f"{where}: every item must be a {_KEY}-byte key")
     if len(set(value)) != len(value):
         raise InvalidBody(f"{where}: a key appears twice")
-
-
-def _only(body: dict[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(set(body) - allowed)
-    if extra:
-        raise InvalidBody(f"{where}: unknown field(s) {', '.join(map(repr, extra))}")
 
 
 def _text(

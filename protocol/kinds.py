@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import cooperation, intents, loans
+from .bodies import only_keys as _only_keys
 from .errors import InvalidBody, UnknownKind
 from .limits import Limits
 
@@ -224,12 +225,6 @@ def _member(body: dict[str, Any], limits: Limits, where: str) -> None:
         raise InvalidBody(f"{where}: 'reason' must be text of at most 1000 characters")
     if "role" in body and (op != "admit" or body["role"] not in MEMBER_ROLES):
         raise InvalidBody(f"{where}: 'role' is admin or member, and only in an admit")
-
-
-def _only_keys(body: dict[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(set(body) - allowed)
-    if extra:
-        raise InvalidBody(f"{where}: unknown field(s) {', '.join(map(repr, extra))}")
 
 
 _VALIDATORS: dict[str, Callable[[dict[str, Any], Limits, str], None]] = {

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .bodies import only_keys as _only
 from .errors import InvalidBody, LocalProtocolError
 from .identity import short_id
 from .sealing import validate_sealed
@@ -440,12 +441,6 @@ def validate(body: dict[str, Any], where: str) -> None:
         raise InvalidBody(f"{where}: 'op' must be request or step")
     if "details" in body:
         validate_sealed(body["details"], f"{where} details")
-
-
-def _only(body: dict[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(set(body) - allowed)
-    if extra:
-        raise InvalidBody(f"{where}: unknown field(s) {', '.join(map(repr, extra))}")
 
 
 def _text(
