@@ -488,7 +488,7 @@ def replication_report(sizes: list[SizeRun], command: str) -> list[str]:
             lines.append(f"| {name} | {rate:,.0f} | {seconds} | {ratio} |")
         for run in size.pouch:
             if isinstance(run, str):
-                lines.append(f"| PouchDB | | | {run} |")
+                lines.append(f"| PouchDB: {run} | — | — | — |")
         lines.append("")
         verdict_ceiling = replicated.rate / fts.rate
         lines.append(
@@ -502,6 +502,17 @@ def replication_report(sizes: list[SizeRun], command: str) -> list[str]:
                 f"Goal ≥ 10x PouchDB (its faster store): {times:.1f}x — "
                 f"{'met' if times >= 10 else 'missed'}."
             )
+            ceiling_times = fts.rate / max(pouch_rates)
+            if times < 10 <= ceiling_times:
+                lines.append(f"The ceiling itself is {ceiling_times:.1f}x PouchDB.")
+            elif times < 10:
+                lines.append(
+                    f"The ceiling itself is only {ceiling_times:.1f}x PouchDB here: PouchDB "
+                    "stores a JSON document and indexes nothing, while a node writes every "
+                    "record into a full-text index with facets and a union entry, so 10x is "
+                    "beyond what SQLite does with these tables on this machine; what is left "
+                    "to win is the gap to the ceiling (below)."
+                )
         if size.records >= 1_000_000:
             lines.append(
                 f"Goal: 1M-record initial sync < 60 s: {replicated.seconds:.0f} s — "
