@@ -22,8 +22,10 @@ lint: install
 	$(BIN)/ruff format --check protocol peernode tests bench tools fuzz
 	$(BIN)/mypy
 
+# Two worker processes: most tests wait on daemons and sockets, so the suite takes half the time
+# on two cores (each test makes its own ports, homes and network namespaces).
 test: lint browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 # Headless Chromium for the web page's end-to-end tests (tests/test_webui_browser.py): Debian's
 # package, never a test tool's own download. Needs root (or sudo) once on a fresh machine.
