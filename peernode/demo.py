@@ -51,6 +51,9 @@ class DemoNode:
         return result.stdout
 
 
+DEMO_PASSWORD = "perpustakaan"  # the staff login of the three demo nodes, printed with them
+
+
 def _port(preferred: int) -> int:
     """``preferred`` if free on loopback, else any free port."""
     with socket.socket() as sock:
@@ -100,8 +103,14 @@ def main() -> None:
     for node in demo:
         node.base = args.dir.resolve()
     shutil.rmtree(args.dir, ignore_errors=True)
+    password = args.dir.resolve() / "staff-password"
+    args.dir.mkdir(parents=True)
+    password.write_text(f"{DEMO_PASSWORD}\n", "utf-8")
     for node in demo:
-        node.cli("init", "--name", node.name, "--listen", node.address)
+        node.cli(
+            "init", "--name", node.name, "--listen", node.address,
+            "--staff-password-file", str(password),
+        )  # fmt: skip
         for file in node.files:
             summary = json.loads(node.cli("catalog", "import", str(file), "--json"))
             print(
@@ -135,6 +144,7 @@ def main() -> None:
         print("\nThe demo network is running:")
         for node in demo:
             print(f"  {node.name:40s} http://{node.address}/")
+        print(f"Staff pages (loans, import, network map): log in with {DEMO_PASSWORD!r}")
         print(f"\nTry: .venv/bin/peernode --home {demo[1].home} search 'botany'")
         if args.check:
             if counts != [total] * len(demo):
