@@ -42,6 +42,7 @@ from protocol.sealing import Sealed, box_private_key, open_sealed, seal
 
 from .clusters import CLUSTER_OF
 from .cooperation import library_name, offered, policy, serves, today, unpack
+from .members import HIDDEN_SQL
 from .mesh import profile_body
 
 if TYPE_CHECKING:
@@ -50,10 +51,7 @@ if TYPE_CHECKING:
 SUPPLIED = (str(Action.SHIPPED), str(Action.COPY_COMPLETED))
 REQUEST_CONTEXT = b"peernode/loan-request/v1\x00"  # sealed details of a request (no id yet)
 STEP_CONTEXT = b"peernode/loan-step/v1\x00"  # sealed details of a step: + the request id
-# Libraries the network removed or revoked, or this node blocked (as in peernode/search.py).
-_EXCLUDED = (
-    "SELECT key FROM members WHERE status IN ('removed', 'revoked') UNION SELECT key FROM blocks"
-)
+_EXCLUDED = HIDDEN_SQL  # libraries no request goes to
 
 
 class LoanError(Exception):

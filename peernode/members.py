@@ -124,6 +124,14 @@ def save(store: Store) -> Membership:
         return refresh(conn)
 
 
+# Libraries the network removed or revoked, or this node blocked: their entries stay stored (a
+# signed history), but search, loans, reports and OAI-PMH no longer offer their records
+# (docs/security.md). An SQL subquery of keys, for `author NOT IN (...)`.
+HIDDEN_SQL = (
+    "SELECT key FROM members WHERE status IN ('removed', 'revoked') UNION SELECT key FROM blocks"
+)
+
+
 def trusted(
     key: bytes, *, own: bytes, membership: Membership, pinned: set[bytes], blocked: set[bytes]
 ) -> bool:

@@ -45,9 +45,9 @@ from protocol import node_id, parse_node_id
 
 from .catalog import CATALOG_LOG
 from .exporters import MARC_NS, MARC_SCHEMA, XSI_NS, Holder, marcxml_element, to_marc, xml_text
+from .members import HIDDEN_SQL as _EXCLUDED
 from .node import NODE
 from .records import BibRecord, decode_record
-from .search import _EXCLUDED
 
 OAI_NS = "http://www.openarchives.org/OAI/2.0/"
 OAI_SCHEMA = "http://www.openarchives.org/OAI/2.0/OAI-PMH.xsd"

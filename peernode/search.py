@@ -50,6 +50,7 @@ from typing import Any
 from protocol import node_id
 
 from .clusters import CLUSTER_OF
+from .members import HIDDEN_SQL
 from .records import decode_record, fold, normalize_isbn, normalize_issn
 
 # Which union entry a record belongs to: its cluster (peernode/clusters.py). Every query below
@@ -57,11 +58,7 @@ from .records import decode_record, fold, normalize_isbn, normalize_issn
 ENTRY_OF_RECORD = CLUSTER_OF
 _RECORDS_OF_ENTRIES = "SELECT id FROM record_clusters WHERE cluster IN ({marks})"
 
-# Libraries the network removed or revoked, or this node blocked: their entries stay stored (a
-# signed history), but their records are no longer offered to readers (docs/security.md).
-_EXCLUDED = (
-    "SELECT key FROM members WHERE status IN ('removed', 'revoked') UNION SELECT key FROM blocks"
-)
+_EXCLUDED = HIDDEN_SQL  # libraries whose records are no longer offered to readers
 
 # A library's node id from its key: base32 and a check character, cached as a page needs it
 # for every holding and facet value, and a network has few libraries.

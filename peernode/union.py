@@ -12,11 +12,9 @@ from dataclasses import dataclass
 
 from protocol import node_id, parse_node_id
 
-# Libraries the network removed or revoked, or this node blocked: their entries stay stored (a
-# signed history), but the reports leave them out, as search does (docs/security.md).
-EXCLUDED_SQL = (
-    "SELECT key FROM members WHERE status IN ('removed', 'revoked') UNION SELECT key FROM blocks"
-)
+from .members import HIDDEN_SQL
+
+EXCLUDED_SQL = HIDDEN_SQL  # the reports leave these libraries out, as search does
 
 
 def union_rows_sql() -> str:

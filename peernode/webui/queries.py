@@ -12,9 +12,9 @@ from protocol import node_id, parse_node_id
 
 from .. import cooperation
 from ..clusters import CLUSTER_OF
+from ..members import HIDDEN_SQL as _EXCLUDED
 from ..mesh import profile_body
 from ..records import BibRecord, decode_record
-from ..search import _EXCLUDED
 from ..status import peer_rows
 from ..store import Store
 
