@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
+from typing import Self
 
 
 @dataclass
@@ -26,26 +27,27 @@ class Traffic:
         return self.up + self.down
 
 
-class CountingProxy:
-    """Forward 127.0.0.1:``port`` (any free one if 0) to 127.0.0.1:``target_port``, counting
-    into ``traffic``."""
+class LoopbackProxy:
+    """A TCP server on 127.0.0.1:``port`` (any free one if 0) run by an event loop of its own
+    thread, for a proxy to 127.0.0.1:``target_port``; subclasses say what a connection does
+    (``_handle``). Also tests/proxy.py's faulty link."""
 
     def __init__(self, target_port: int, port: int = 0) -> None:
         self.target_port = target_port
-        self.traffic = Traffic()
         self.port = port
-        self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> CountingProxy:
+    def start(self) -> Self:
         self._thread.start()
         if not self._ready.wait(10):
-            raise RuntimeError("the counting proxy did not start")
+            raise RuntimeError(f"{type(self).__name__} did not start")
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
+        """Cancel the open connections, then stop the loop: nothing is left pending."""
+
         async def shutdown() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in tasks:
@@ -56,11 +58,11 @@ class CountingProxy:
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
         self._thread.join(10)
 
-    def reset(self) -> Traffic:
-        """The counts so far; counting starts again from zero."""
-        with self._lock:
-            counted, self.traffic = self.traffic, Traffic()
-        return counted
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -71,6 +73,25 @@ class CountingProxy:
         self._ready.set()
         self._loop.run_forever()
         server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class CountingProxy(LoopbackProxy):
+    """Forward 127.0.0.1:``port`` (any free one if 0) to 127.0.0.1:``target_port``, counting
+    into ``traffic``."""
+
+    def __init__(self, target_port: int, port: int = 0) -> None:
+        super().__init__(target_port, port)
+        self.traffic = Traffic()
+        self._lock = threading.Lock()
+
+    def reset(self) -> Traffic:
+        """The counts so far; counting starts again from zero."""
+        with self._lock:
+            counted, self.traffic = self.traffic, Traffic()
+        return counted
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from bench.wire import LoopbackProxy
 
-class FlippingProxy:
+
+class FlippingProxy(LoopbackProxy):
     """Forward 127.0.0.1:<port> to ``target``, as a faulty link would: flip byte ``flip_at`` of
     the server-to-client stream (once), and/or cut every connection after ``cut_after`` seconds.
     Counts connections and the bytes carried from server to client. With ``record``, keeps
@@ -20,7 +22,7 @@ class FlippingProxy:
         cut_after: float | None = None,
         record: bool = False,
     ) -> None:
-        self.target_port = target_port
+        super().__init__(target_port)
         self.flip_at = flip_at
         self.cut_after = cut_after
         self.record = record
@@ -28,37 +30,6 @@ class FlippingProxy:
         self.flipped = False
         self.connections = 0
         self.bytes_down = 0
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> FlippingProxy:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("proxy did not start")
-        return self
-
-    def stop(self) -> None:
-        """Cancel the open connections, then stop the loop: nothing is left pending."""
-
-        async def shutdown() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._loop.stop()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
-        server.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
