@@ -27,7 +27,8 @@ from peernode.catalog import import_catalog
 from peernode.home import init_home
 from peernode.importers import Imported, read_catalog
 from peernode.matchkeys import record_keys
-from peernode.store import record_row_values
+from peernode.recordrows import record_row_values
+from peernode.store import SYNC_CACHE_KIB
 
 from . import applyprofile, idle, marcimport, plots, pouch, reports, resync
 from .bootstrap import bootstrap
@@ -71,14 +72,14 @@ def machine() -> str:
 
 
 # What each raw SQLite figure writes, in one executemany per table, one transaction, the node's
-# PRAGMAs (WAL, synchronous=FULL), rows built beforehand (as they are for the node, by the peer).
+# PRAGMAs (WAL, synchronous=FULL, the page cache of a sync), rows built beforehand.
 PLAIN, OLD_FTS, NODE_TABLES = "plain", "old-fts", "node"
 RAW_LABELS = {
     PLAIN: "raw SQLite executemany, same rows, no index",
     OLD_FTS: "raw SQLite, same rows + plain FTS5 (records_fts, the schema before the search index)",
     NODE_TABLES: "raw SQLite, same rows into the node's tables and search index (ceiling)",
 }
-# The records row of store.record_row_values; the first 13 are the _v1 schema's columns.
+# The records row of recordrows.record_row_values; the first 13 are the _v1 schema's columns.
 _COLUMNS = [
     "author",
     "rid",
@@ -127,6 +128,7 @@ def raw_sqlite(path: Path, rows: list[tuple[object, ...]], kind: str) -> Figure:
             migration(sqlite_utils.Database(conn))
     else:
         conn = dbmod.connect(path).conn
+    conn.execute(f"PRAGMA cache_size = -{SYNC_CACHE_KIB}")  # as a node's while a sync runs
     keys = (
         [(key, n) for n, row in enumerate(rows, 1) for key in record_keys(_wire(row))]
         if kind == NODE_TABLES

@@ -27,6 +27,7 @@ from typing import Any
 import sqlite_utils
 
 from peernode import db as dbmod
+from peernode.recordrows import record_row_values
 from peernode.rowindex import index_search, last_id, upsert_records
 from peernode.search import (
     CANDIDATES,
@@ -37,7 +38,7 @@ from peernode.search import (
     parse_query,
     run_query,
 )
-from peernode.store import _UPSERT, Store, record_row_values
+from peernode.store import _UPSERT, Store
 
 from .generate import generate
 

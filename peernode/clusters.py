@@ -90,12 +90,16 @@ def union_members(conn: sqlite3.Connection, record_id: int) -> list[Member]:
 
 
 def add_records(
-    conn: sqlite3.Connection, author: bytes, records: Sequence[tuple[str, dict[str, Any]]]
+    conn: sqlite3.Connection,
+    author: bytes,
+    records: Sequence[tuple[str, dict[str, Any]]],
+    keys_of: Sequence[list[str]] | None = None,
 ) -> None:
     """Cluster the records ``(rid, wire map)`` just upserted for ``author``.
 
     New records are linked by their keys; a changed record whose keys are the same stays where
     it is; one whose keys changed leaves its cluster (which may fall apart) and is linked anew.
+    ``keys_of``: each record's ``record_keys``, when the caller computed them already.
     """
     if not records:
         return
@@ -103,9 +107,12 @@ def add_records(
     splits = _split_rids(conn, author)
     clustered = _clustered(conn, list(ids.values()))
     fresh: list[tuple[int, list[str]]] = []
-    for rid, data in records:
+    for position, (rid, data) in enumerate(records):
         record_id = ids[rid]
-        keys = [] if rid in splits else record_keys(data)
+        if rid in splits:
+            keys = []
+        else:
+            keys = keys_of[position] if keys_of is not None else record_keys(data)
         if record_id in clustered:  # a changed record: usually its keys are the same
             old = conn.execute("SELECT key FROM record_keys WHERE id = ?", (record_id,))
             if sorted(k for (k,) in old) == sorted(keys):
@@ -392,7 +399,7 @@ def rebuild(conn: sqlite3.Connection) -> int:
 
 
 def add_row_values(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Cluster ``store.record_row_values`` rows just upserted (a snapshot's records)."""
+    """Cluster ``recordrows.record_row_values`` rows just upserted (a snapshot's records)."""
     import msgpack
 
     by_author: dict[bytes, list[tuple[str, dict[str, Any]]]] = {}

@@ -8,6 +8,8 @@ recorded in ``PRAGMA user_version``; a database newer than this code is refused,
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,17 @@ class DatabaseError(Exception):
 class StorageFull(DatabaseError):
     """The disk, or the `max_db_mb` limit, is full. The write was rolled back: nothing stored was
     damaged, and the same operation can simply be run again once there is space."""
+
+
+def release_memory() -> None:
+    """Hand memory SQLite has freed back to the system.
+
+    SQLite frees its cache pages one by one into the C allocator, which keeps them; without
+    this a daemon that once synced a million records would hold that cache's size for good.
+    glibc only (``malloc_trim``); elsewhere nothing happens.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)  # the process's own symbols: libc's among them
 
 
 def _is_full(exc: BaseException) -> bool:
@@ -531,6 +544,13 @@ def _v13(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v14(db: sqlite_utils.Database) -> None:
+    """Replication speed (issue 6): one index fewer to write per record received."""
+    # records_union (match_key, author), from _v12, answers every lookup by match_key that
+    # records_match_key did; keeping both cost a second random B-tree insert per record.
+    db.executescript("DROP INDEX IF EXISTS records_match_key;")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1,
     _v2,
@@ -545,6 +565,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v11,
     _v12,
     _v13,
+    _v14,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

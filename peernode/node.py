@@ -12,7 +12,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +39,7 @@ from .home import DB_FILE, Home, publish_profile
 from .liveness import FORK_NOTICES, Liveness
 from .mesh import AddressBook, pick_learned
 from .peers import peer_keys
+from .recordrows import CatalogRows, build_rows
 from .status import node_status
 from .store import ApplyResult, ForkDetected, OwnHeadUnconfirmed, Store, now_ms
 from .sync import SyncConnection
@@ -56,6 +57,7 @@ BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
 # Peer exchange: how often the dial set is reviewed (profiles arrive by sync, which the watcher
 # does not see), how many failed attempts cost a learned peer its slot, and for how long.
 REVIEW_SECONDS = 5.0
+CACHE_SECONDS = 5.0  # without records arriving: the sync is over, the wide page cache goes
 LEARNED_TRIES = 2
 UNREACHABLE_SECONDS = 120.0
 
@@ -70,6 +72,9 @@ class Node:
         self.public_key = home.public_key
         self.limits = DEFAULT_LIMITS
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="peernode-db")
+        # Builds received records' rows while the database thread writes (peernode/recordrows.py).
+        self._builder = ThreadPoolExecutor(1, thread_name_prefix="peernode-rows")
+        self._streaming_at = 0.0  # when a sync last brought records (monotonic); 0: not since
         self.store: Store = self._executor.submit(home.open_store).result()
         # Whom we trust: members (the fold of member statements), the peers the admin pinned,
         # minus the local block list. ``reload_trust`` re-reads all three.
@@ -103,6 +108,7 @@ class Node:
         self._executor.submit(self.store.end_own_head_check).result()
         self._executor.submit(self.store.conn.close).result()
         self._executor.shutdown()
+        self._builder.shutdown()
 
     # --- trust ---------------------------------------------------------------------------------
 
@@ -247,16 +253,47 @@ class Node:
     # --- store operations used by connections --------------------------------------------------
 
     async def apply(self, key: LogKey, entries: Sequence[Entry]) -> ApplyResult:
-        result = await self.call(self.store.apply, key, entries)
-        if isinstance(result.error, ForkDetected):
-            self.frozen.add(key)
-            log.error("FORK: %s", result.error)
-            self.spread_fork(result.error.proof, None)
-        if key.log == MEMBERS_LOG and (result.applied or result.error is not None):
+        return (await self.apply_many([(key, entries)]))[0]
+
+    async def build_rows(self, entries: Sequence[Entry]) -> dict[bytes, CatalogRows]:
+        """The rows of the catalogue entries among ``entries``, built off the database thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._builder, build_rows, entries)
+
+    async def apply_many(
+        self,
+        groups: Sequence[tuple[LogKey, Sequence[Entry]]],
+        built: Mapping[bytes, CatalogRows] | None = None,
+    ) -> list[ApplyResult]:
+        """Store groups of entries from a peer in one transaction, then tell the other peers.
+
+        ``built``: rows ``build_rows`` made for some of them."""
+        if built:  # catalogue records are streaming in
+            self._streaming_at = time.monotonic()
+
+            def widened_apply() -> list[ApplyResult]:
+                self.store.widen_cache()
+                return self.store.apply_many(groups, built)
+
+            results = await self.call(widened_apply)
+        else:
+            results = await self.call(self.store.apply_many, groups, built)
+        advanced: dict[LogKey, Head] = {}
+        members_changed = False
+        for (key, _), result in zip(groups, results, strict=True):
+            if isinstance(result.error, ForkDetected):
+                self.frozen.add(key)
+                log.error("FORK: %s", result.error)
+                self.spread_fork(result.error.proof, None)
+            if key.log == MEMBERS_LOG and (result.applied or result.error is not None):
+                members_changed = True
+            if result.applied and result.head is not None:
+                advanced[key] = result.head
+        if members_changed:
             await self.reload_trust()  # a statement (or a fork) may change whom we trust
-        if result.applied and result.head is not None:
-            await self._broadcast({key: result.head})
-        return result
+        if advanced:
+            await self._broadcast(advanced)
+        return results
 
     async def note_rejection(self, peer: bytes | None, error: RemoteProtocolError) -> None:
         who = short_id(peer) if peer else "unknown peer"
@@ -445,6 +482,9 @@ class Node:
             elif time.monotonic() - reviewed >= REVIEW_SECONDS:
                 await self.start_dialers()  # profiles with addresses arrive by sync
                 reviewed = time.monotonic()
+            if self._streaming_at and time.monotonic() - self._streaming_at > CACHE_SECONDS:
+                self._streaming_at = 0.0
+                await self.call(self.store.narrow_cache)
             await asyncio.sleep(GLANCE_SECONDS)
 
     async def publish_address(self) -> None:

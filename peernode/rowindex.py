@@ -58,7 +58,7 @@ _SERIALS = (
 
 
 def upsert_records(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:
-    """Within the caller's transaction: upsert ``store.record_row_values`` rows and index the
+    """Within the caller's transaction: upsert ``recordrows.record_row_values`` rows and index the
     ones that are new. Returns the positions in ``rows`` that were upserted: of two rows for one
     (author, rid), only the last is (a second put of a new row would be an update, whose trigger
     would remove from search_fts terms it never held, damaging a contentless index)."""

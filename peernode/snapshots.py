@@ -41,8 +41,9 @@ from protocol.snapshots import (
 
 from .db import transaction
 from .files import replacing
+from .recordrows import record_row_values
 from .records import encode_record, record_digest
-from .store import Store, now_ms, record_row_values
+from .store import Store, now_ms
 
 READ_CHUNK = 1024 * 1024
 ROW_BATCH = 1000  # records per executemany while loading a snapshot

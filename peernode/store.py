@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from json.encoder import encode_basestring
 from typing import Any
 
 import sqlite_utils
@@ -43,8 +42,8 @@ from protocol.loans import LOAN
 from protocol.snapshots import state_digest
 
 from . import clusters, cooperation, intents, loans, members
-from .db import StorageFull, transaction
-from .records import encode_record, match_key, record_digest
+from .db import StorageFull, release_memory, transaction
+from .recordrows import CatalogRows, catalog_rows
 from .rowindex import UPSERT, upsert_records
 
 
@@ -65,6 +64,7 @@ RESTORED_KEY = "restored_at"  # in the meta table
 # Set by a starting daemon that has peers: until a peer confirms our own head (or the time in it,
 # ms, passes), sign nothing: the database may be an old copy, and signing would fork our log.
 OWN_HEAD_CHECK_KEY = "own_head_check_until"
+SYNC_CACHE_KIB = 64 * 1024  # SQLite's page cache while a sync streams records in
 __all__ = ["ApplyResult", "ForkDetected", "OwnHeadUnconfirmed", "StorageFull", "Store"]
 
 
@@ -87,6 +87,29 @@ class Store:
         self.db = db
         self.conn: sqlite3.Connection = db.conn
         self.own_key = own_key
+        self._cache_pages = int(self.conn.execute("PRAGMA cache_size").fetchone()[0])
+        self._wide = False
+
+    # --- the page cache while records stream in ----------------------------------------------
+
+    def widen_cache(self) -> None:
+        """A sync is bringing records: give SQLite's page cache room for the indexes' pages.
+
+        Each batch inserts into the records indexes, search_fts and the clustering tables at
+        scattered places; with the default 2 MB cache those pages are read back for nearly
+        every batch (a fifth of the write time at a million records, docs/benchmarks.md).
+        """
+        if not self._wide:
+            self.conn.execute(f"PRAGMA cache_size = -{SYNC_CACHE_KIB}")
+            self._wide = True
+
+    def narrow_cache(self) -> None:
+        """The sync is over: back to the default cache, and the memory back to the system."""
+        if self._wide:
+            self.conn.execute(f"PRAGMA cache_size = {self._cache_pages}")
+            self.conn.execute("PRAGMA shrink_memory")
+            release_memory()
+            self._wide = False
 
     # --- reading the logs ----------------------------------------------------------------------
 
@@ -132,36 +155,61 @@ class Store:
 
     def apply(self, key: LogKey, entries: Sequence[Entry]) -> ApplyResult:
         """Place and store ``entries`` of ``key`` in one transaction; stop at the first problem."""
+        return self.apply_many([(key, entries)])[0]
+
+    def apply_many(
+        self,
+        groups: Sequence[tuple[LogKey, Sequence[Entry]]],
+        built: Mapping[bytes, CatalogRows] | None = None,
+    ) -> list[ApplyResult]:
+        """``apply`` each (log, entries) group in turn, all in one transaction.
+
+        A sync applies what arrived while the previous transaction ran in one go: each commit
+        costs a WAL sync, and each flushes a new segment into the search index that FTS5 must
+        merge later, so fewer, larger transactions write the same rows for less. A group that
+        meets a problem keeps what it placed before it and does not stop the groups after it.
+        ``built``: catalogue entries' rows built ahead (``recordrows.build_rows``), by hash.
+        """
+        ahead = built or {}
+        with transaction(self.conn) as conn:
+            return [self._apply_group(conn, key, entries, ahead) for key, entries in groups]
+
+    def _apply_group(
+        self,
+        conn: sqlite3.Connection,
+        key: LogKey,
+        entries: Sequence[Entry],
+        built: Mapping[bytes, CatalogRows],
+    ) -> ApplyResult:
         applied = duplicates = 0
         error: RemoteProtocolError | None = None
-        with transaction(self.conn) as conn:
-            head = self.head(key)
-            if self._frozen(key):
-                return ApplyResult(head, 0, 0, None)
-            for entry in sorted(entries, key=lambda e: e.seq):
-                held = self._hash_at(key, entry.seq) if head and entry.seq <= head.seq else None
-                try:
-                    placement = place(head, entry, held)
-                except ChainError as exc:
-                    error = exc
-                    break
-                if placement is Placement.NEXT:
-                    self._store_entry(conn, entry)
-                    self._materialize(conn, entry, source=None)
-                    head = Head(entry.seq, entry.hash)
-                    applied += 1
-                elif placement is Placement.HELD:
-                    duplicates += 1
-                elif placement is Placement.AHEAD:
-                    break
-                else:
-                    error = self._record_fork(conn, key, entry)
-                    break
-            if applied:
-                assert head is not None
-                self._set_head(conn, key, head)
-            if duplicates:
-                bump(conn, "entries_duplicate", duplicates)
+        head = self.head(key)
+        if self._frozen(key):
+            return ApplyResult(head, 0, 0, None)
+        for entry in sorted(entries, key=lambda e: e.seq):
+            held = self._hash_at(key, entry.seq) if head and entry.seq <= head.seq else None
+            try:
+                placement = place(head, entry, held)
+            except ChainError as exc:
+                error = exc
+                break
+            if placement is Placement.NEXT:
+                self._store_entry(conn, entry)
+                self._materialize(conn, entry, None, built.get(entry.hash))
+                head = Head(entry.seq, entry.hash)
+                applied += 1
+            elif placement is Placement.HELD:
+                duplicates += 1
+            elif placement is Placement.AHEAD:
+                break
+            else:
+                error = self._record_fork(conn, key, entry)
+                break
+        if applied:
+            assert head is not None
+            self._set_head(conn, key, head)
+        if duplicates:
+            bump(conn, "entries_duplicate", duplicates)
         return ApplyResult(head, applied, duplicates, error)
 
     def _hash_at(self, key: LogKey, seq: int) -> bytes | None:
@@ -319,7 +367,16 @@ class Store:
             (key.author, key.log, head.seq, head.hash),
         )
 
-    def _materialize(self, conn: sqlite3.Connection, entry: Entry, source: str | None) -> None:
+    def _materialize(
+        self,
+        conn: sqlite3.Connection,
+        entry: Entry,
+        source: str | None,
+        built: CatalogRows | None = None,
+    ) -> None:
+        if entry.kind == CATALOG:
+            _catalog(conn, entry, source, built)
+            return
         handler = _MATERIALIZERS.get(entry.kind)
         if handler is not None:
             handler(conn, entry, source)
@@ -406,66 +463,21 @@ def catalogue_state(conn: sqlite3.Connection, author: bytes) -> tuple[int, bytes
     return state_digest(rows)
 
 
-def record_row_values(
-    author: bytes, rid: str, data: dict[str, Any], seq: int, source: str | None
-) -> tuple[Any, ...]:
-    """The ``records`` row for one put: searchable columns plus the canonical [rid, record].
-
-    Read straight from the wire map (already type-checked by the protocol): this runs once per
-    record received, so it builds no objects it does not need.
-    """
-    title: str = data["title"]
-    authors: list[str] = data.get("authors", [])
-    isbn: list[str] = data.get("isbn", [])
-    year: int | None = data.get("year")
-    blob = encode_record(rid, data)
-    return (
-        author,
-        rid,
-        title,
-        _json(authors),
-        _json(data.get("subjects", [])),
-        data.get("publisher", ""),
-        _json(isbn),
-        year,
-        blob,
-        record_digest(blob),
-        match_key(title, authors, year, isbn),
-        source,
-        seq,
-        # Searched and faceted on (peernode/search.py), so stored beside the blob.
-        _json(data.get("series", [])),
-        _json(data.get("issn", [])),
-        data.get("language", ""),
-        data.get("format", ""),
-    )
-
-
-def _json(values: list[str]) -> str:
-    """``json.dumps(values, ensure_ascii=False)`` for a list of text (the protocol checked the
-    items): built from the C string encoder directly, as the encoder object costs more per call
-    than the strings themselves, three times per record received."""
-    return "[" + ", ".join(map(encode_basestring, values)) + "]"
-
-
 _UPSERT = UPSERT  # the records upsert alone, without indexing (peernode/rowindex.py)
 
 # New acquisitions (peernode/reports.py): when a record was first put; an edit keeps the date.
 _ADDED = "INSERT OR IGNORE INTO record_added (author, rid, added_at) VALUES (?, ?, ?)"
 
 
-def _catalog(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None:
-    puts = []
-    records: list[tuple[str, dict[str, Any]]] = []  # (rid, wire map) of each put, for clusters
-    dels = []
-    for op in entry.body["ops"]:
-        if op[0] == "put":
-            puts.append(record_row_values(entry.author, op[1], op[2], entry.seq, source))
-            records.append((op[1], op[2]))
-        else:
-            dels.append((entry.author, op[1]))
+def _catalog(
+    conn: sqlite3.Connection, entry: Entry, source: str | None, built: CatalogRows | None = None
+) -> None:
+    """Write a catalogue entry's rows: ``built`` ahead (a sync builds them off this thread)
+    or here."""
+    rows = built if built is not None else catalog_rows(entry, source)
+    dels = [(entry.author, rid) for rid in rows.dels]
     if dels:
-        clusters.remove_records(conn, entry.author, [rid for _, rid in dels])
+        clusters.remove_records(conn, entry.author, rows.dels)
         conn.executemany("DELETE FROM records WHERE author = ? AND rid = ?", dels)
         conn.executemany("DELETE FROM original_records WHERE author = ? AND rid = ?", dels)
         # OAI-PMH keeps deletes persistently: a tombstone per deleted record (peernode/oai.py).
@@ -474,13 +486,15 @@ def _catalog(conn: sqlite3.Connection, entry: Entry, source: str | None) -> None
             "VALUES (?, ?, ?, ?)",
             [(author, rid, entry.seq, entry.timestamp) for author, rid in dels],
         )
+    puts, records, keys = rows.puts, rows.records, rows.keys
     if puts:
         kept = upsert_records(conn, puts)  # a record put twice in one entry: its last put
         if len(kept) < len(puts):
             puts, records = [puts[p] for p in kept], [records[p] for p in kept]
+            keys = [keys[p] for p in kept]
         conn.executemany(_ADDED, [(row[0], row[1], entry.timestamp) for row in puts])
         # Union entries grow as records arrive (peernode/clusters.py): a few indexed lookups.
-        clusters.add_records(conn, entry.author, records)
+        clusters.add_records(conn, entry.author, records, keys)
         if conn.execute("SELECT 1 FROM deleted_records LIMIT 1").fetchone():  # none: skip
             conn.executemany(
                 "DELETE FROM deleted_records WHERE author = ? AND rid = ?",
@@ -514,7 +528,6 @@ def _checkpoint(conn: sqlite3.Connection, entry: Entry, source: str | None) -> N
 
 
 _MATERIALIZERS: dict[str, Callable[[sqlite3.Connection, Entry, str | None], None]] = {
-    CATALOG: _catalog,
     CHECKPOINT: _checkpoint,
     MEMBER: members.materialize,
     PROFILE: _profile,

@@ -36,11 +36,13 @@ from protocol import (
     Session,
     short_id,
 )
+from protocol.kinds import MEMBERS_LOG
 from protocol.messages import Heartbeat
 from protocol.replication import Action
 
 from .db import StorageFull
 from .ratelimit import ReceiveLimiter
+from .recordrows import CatalogRows
 from .store import now_ms
 
 if TYPE_CHECKING:
@@ -50,6 +52,9 @@ log = logging.getLogger("peernode.sync")
 
 SERVE_QUEUE = 64  # pending requests from one peer; more is a flood and closes the session
 SERVE_CHUNK_BYTES = 2 * 1024 * 1024
+# Received messages decoded and waiting for the database: bounds memory (each up to
+# MESSAGE_BYTES, a few MB once decoded) and, when full, stops reading the socket.
+APPLY_QUEUE = 4
 # A WebSocket loses no message within a session, so a request that brings nothing for two
 # minutes (a 512 KiB batch takes about 16 s at 256 kbit/s) means a stuck peer, not a lost
 # message: ask once more, then end the session so another peer, or a new session, takes the log.
@@ -81,6 +86,9 @@ class SyncConnection:
         self.rep: Replicator | None = None
         self.peer_key: bytes | None = None
         self._serve_queue: asyncio.Queue[Serve] = asyncio.Queue(SERVE_QUEUE)
+        self._apply_queue: asyncio.Queue[tuple[Apply, dict[bytes, CatalogRows]]] = asyncio.Queue(
+            APPLY_QUEUE
+        )
         self._send_lock = asyncio.Lock()
         # Sealed messages, in the order they were sealed: each carries the next nonce, so they
         # must reach the socket in that order, whichever task sealed them.
@@ -137,6 +145,7 @@ class SyncConnection:
             asyncio.create_task(self._ticker()),
             asyncio.create_task(self._server()),
             asyncio.create_task(self._pusher()),
+            asyncio.create_task(self._applier()),
         ]
         try:
             await self.perform(self.rep.start())
@@ -195,14 +204,15 @@ class SyncConnection:
                             )
                         )
                 case Apply(key, entries):
-                    result = await self.node.apply(key, entries)
-                    assert self.rep is not None
-                    if result.applied or result.error is None:
-                        # Acknowledge what was stored even when a later entry failed, so the
-                        # replicator's head (and any probe) starts from the truth.
-                        await self.perform(self.rep.applied(key, result.head))
-                    if result.error is not None:
-                        await self.perform(self.rep.rejected(key, result.error))
+                    if key.log == MEMBERS_LOG:
+                        # Whom we trust decides what the next message may bring: apply the
+                        # membership log before reading on, and everything queued before it.
+                        await self._apply_queue.join()
+                        await self._apply_now([(action, {})])
+                    else:
+                        built = await self.node.build_rows(entries)
+                        # Full: stop reading the socket until the database catches up.
+                        await self._apply_queue.put((action, built))
                 case Reject(error, key):
                     # The session knows the peer's key from its Hello, even for a stranger.
                     assert self.rep is not None
@@ -224,6 +234,57 @@ class SyncConnection:
                     await self.node.fork_reported(proof, key, seq, self)
                 case OwnLogBehind(key, ours, theirs):
                     await self.node.own_log_behind(self, key, ours, theirs)
+
+    async def _applier(self) -> None:
+        """Store received entries while the reader decodes the next message.
+
+        Decoding and verifying run on the event loop, building the rows on a thread of their own
+        (peernode/recordrows.py), writing them on the database thread; one after the other,
+        each waited for the others. Whatever queued up while a transaction ran goes
+        into the next one together (``Store.apply_many``). Once the session is closing, what is
+        still queued is dropped: the next session asks for it again.
+        """
+        while True:
+            batch = [await self._apply_queue.get()]
+            while not self._apply_queue.empty():
+                batch.append(self._apply_queue.get_nowait())
+            try:
+                if not self._closing:
+                    await self._apply_now(batch)
+            except StorageFull as exc:
+                # Nothing was stored half-way; the dialer tries again later, when space is back.
+                log.error(
+                    "sync with %s paused: %s. It resumes by itself once there is space.",
+                    self.label,
+                    exc,
+                )
+                await self._end("disk full on this node")
+            except Exception:
+                log.exception("storing entries from %s failed", self.label)
+                await self._end("storing received entries failed")
+            finally:
+                for _ in batch:
+                    self._apply_queue.task_done()
+
+    async def _apply_now(self, batch: list[tuple[Apply, dict[bytes, CatalogRows]]]) -> None:
+        built = {h: rows for _, ahead in batch for h, rows in ahead.items()}
+        results = await self.node.apply_many([(a.key, a.entries) for a, _ in batch], built)
+        assert self.rep is not None
+        for (action, _), result in zip(batch, results, strict=True):
+            if result.applied or result.error is None:
+                # Acknowledge what was stored even when a later entry failed, so the
+                # replicator's head (and any probe) starts from the truth.
+                await self.perform(self.rep.applied(action.key, result.head))
+            if result.error is not None:
+                await self.perform(self.rep.rejected(action.key, result.error))
+
+    async def _end(self, reason: str) -> None:
+        """Close the session from a task other than the reader: the reader's loop then ends."""
+        assert self.rep is not None
+        self.close_reason = self.close_reason or reason
+        await self.perform(self.rep.close(reason))
+        self._closing = True
+        await self.ws.close()
 
     async def local_changed(self, heads: dict[LogKey, Head]) -> None:
         if self.rep is not None and not self._closing:

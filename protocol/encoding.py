@@ -36,7 +36,23 @@ def _canonical(obj: Any) -> Any:
 
 def pack(obj: Any) -> bytes:
     """Encode ``obj`` canonically (sorted map keys, bin for bytes, no floats)."""
-    data: bytes = msgpack.packb(_canonical(obj), use_bin_type=True)
+    return pack_ordered(_canonical(obj))
+
+
+def canonical(obj: Any) -> Any:
+    """``obj`` as ``pack`` encodes it: every map's keys in sorted order, tuples as lists.
+
+    Raises TypeError for a float."""
+    return _canonical(obj)
+
+
+def pack_ordered(obj: Any) -> bytes:
+    """Encode ``obj`` whose maps are already in canonical order, without sorting them again.
+
+    For what ``canonical`` returned and for values decoded from bytes checked canonical (an
+    entry's body): the same bytes as ``pack``, for a fraction of the cost.
+    """
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
     return data
 
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from .encoding import pack, unpack
+from .encoding import canonical, pack, pack_ordered, unpack
 from .errors import BadSignature, DecodeError, LimitExceeded, TimestampError
 from .identity import KEY_BYTES, SIGNATURE_BYTES, public_bytes, short_id
 from .kinds import validate_body
@@ -33,7 +33,11 @@ HASH_BYTES = 32
 
 @dataclass(frozen=True)
 class Entry:
-    """A verified entry. ``raw`` is the signed byte string, stored and served as received."""
+    """A verified entry. ``raw`` is the signed byte string, stored and served as received.
+
+    ``body`` is in canonical order (its maps' keys sorted), whether decoded from checked bytes
+    or signed here, so ``pack_ordered`` of any part of it gives that part's canonical bytes.
+    """
 
     author: bytes
     log: str
@@ -65,7 +69,8 @@ def sign_entry(
     author = public_bytes(key)
     _check_envelope(author, log, seq, prev, timestamp, kind, "new entry", limits)
     validate_body(kind, body, limits, where=f"new {kind} entry {log}#{seq}")
-    payload = pack([ENTRY_FORMAT, author, log, seq, prev, timestamp, kind, body])
+    body = canonical(body)  # the Entry holds it as a receiver decodes it (see Entry)
+    payload = pack_ordered([ENTRY_FORMAT, author, log, seq, prev, timestamp, kind, body])
     if len(payload) > limits.max_entry_bytes:
         raise LimitExceeded(f"new entry {log}#{seq} would be {len(payload)} bytes, over the limit")
     signature = key.sign(SIGN_CONTEXT + payload)

@@ -18,6 +18,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from peernode import db as dbmod
+from peernode.recordrows import record_row_values
 from peernode.search import (
     CANDIDATES,
     Query,
@@ -27,7 +28,7 @@ from peernode.search import (
     run_query,
     search,
 )
-from peernode.store import Store, record_row_values
+from peernode.store import Store
 from protocol import CATALOG, PROFILE, LogKey, node_id, public_bytes, sign_entry
 
 from .nodes import ROOT, SHARED_DATA, NodeProc
