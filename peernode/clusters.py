@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .db import insert_many
 from .matchkeys import record_keys
 
 __all__ = [
@@ -94,16 +95,22 @@ def add_records(
     author: bytes,
     records: Sequence[tuple[str, dict[str, Any]]],
     keys_of: Sequence[list[str]] | None = None,
+    ids_of: Sequence[int] | None = None,
 ) -> None:
     """Cluster the records ``(rid, wire map)`` just upserted for ``author``.
 
     New records are linked by their keys; a changed record whose keys are the same stays where
     it is; one whose keys changed leaves its cluster (which may fall apart) and is linked anew.
-    ``keys_of``: each record's ``record_keys``, when the caller computed them already.
+    ``keys_of``: each record's ``record_keys``, ``ids_of`` its records id, when the caller
+    knows them already.
     """
     if not records:
         return
-    ids = _ids(conn, author, [rid for rid, _ in records])
+    ids = (
+        dict(zip((rid for rid, _ in records), ids_of, strict=True))
+        if ids_of is not None
+        else _ids(conn, author, [rid for rid, _ in records])
+    )
     splits = _split_rids(conn, author)
     clustered = _clustered(conn, list(ids.values()))
     fresh: list[tuple[int, list[str]]] = []
@@ -209,12 +216,14 @@ def _link(conn: sqlite3.Connection, author: bytes, fresh: list[tuple[int, list[s
         assigned[record_id] = target
         for key in keys:
             owner[key] = target
-    conn.executemany(
-        "INSERT OR REPLACE INTO record_keys (key, id) VALUES (?, ?)",
+    insert_many(
+        conn,
+        "INSERT OR REPLACE INTO record_keys (key, id)",
         [(key, record_id) for record_id, keys in fresh for key in keys],
     )
-    conn.executemany(
-        "INSERT OR REPLACE INTO record_clusters (id, cluster) VALUES (?, ?)",
+    insert_many(
+        conn,
+        "INSERT OR REPLACE INTO record_clusters (id, cluster)",
         [(record_id, find(cluster)) for record_id, cluster in assigned.items()],
     )
     # Clusters stored before this batch that a new record tied to another one.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -31,6 +32,7 @@ from .webui.app import setup_webui
 log = logging.getLogger("peernode.daemon")
 
 WATCH_SECONDS = 0.5
+SWITCH_INTERVAL_S = 0.0002
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
 JOINER_GRACE_SECONDS = 5.0
 JOIN_READ_SECONDS = 10.0  # a join request is one small POST: a client trickling it is cut off
@@ -157,6 +159,11 @@ async def liveness_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def run_daemon(home: Home, listen: str | None = None) -> None:
+    # A sync writes on the database thread while two others decode and build rows. SQLite lets
+    # go of the GIL for each statement and takes it back after; with the others busy, taking it
+    # back waits out their switch interval (5 ms by default) every time: a shorter one lets the
+    # writes through (docs/benchmarks.md, "What bounds replication").
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     config = home.config
     host, port = parse_listen(listen or config.listen)
     lock = home.lock_daemon(f"{host}:{port}")

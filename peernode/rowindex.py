@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from .db import _SEARCH_COLUMNS, _search_values
+from .db import _SEARCH_COLUMNS, _search_values, insert_many
 
-__all__ = ["UPSERT", "index_cooperation", "index_search", "last_id", "upsert_records"]
+__all__ = ["UPSERT", "Upserted", "index_cooperation", "index_search", "last_id", "upsert_records"]
 
-UPSERT = (
+UPSERT_HEAD = (
     "INSERT INTO records (author, rid, title, authors, subjects, publisher, isbn, year, data, "
-    "digest, match_key, source, seq, series, issn, language, format) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "digest, match_key, source, seq, series, issn, language, format)"
+)
+UPSERT_TAIL = (
     "ON CONFLICT (author, rid) DO UPDATE SET title = excluded.title, authors = excluded.authors, "
     "subjects = excluded.subjects, publisher = excluded.publisher, isbn = excluded.isbn, "
     "year = excluded.year, data = excluded.data, digest = excluded.digest, "
@@ -36,6 +38,7 @@ UPSERT = (
     "seq = excluded.seq, series = excluded.series, issn = excluded.issn, "
     "language = excluded.language, format = excluded.format"
 )
+UPSERT = f"{UPSERT_HEAD} VALUES ({', '.join('?' * 17)}) {UPSERT_TAIL}"  # one row
 
 # ORDER BY the docid: one FTS5 flush per batch (see above).
 _SEARCH = (
@@ -57,11 +60,20 @@ _SERIALS = (
 )
 
 
-def upsert_records(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+@dataclass(frozen=True)
+class Upserted:
+    kept: list[int]  # positions in the rows given that were upserted (see upsert_records)
+    new_ids: list[int] | None  # their records ids when every one was new, in that order
+
+
+def upsert_records(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> Upserted:
     """Within the caller's transaction: upsert ``recordrows.record_row_values`` rows and index the
     ones that are new. Returns the positions in ``rows`` that were upserted: of two rows for one
     (author, rid), only the last is (a second put of a new row would be an update, whose trigger
-    would remove from search_fts terms it never held, damaging a contentless index)."""
+    would remove from search_fts terms it never held, damaging a contentless index).
+
+    When every row was new (a first sync: all of them), their ids are known without asking:
+    each insert took the largest id plus one, in row order."""
     last: dict[tuple[bytes, str], int] = {}
     for position, row in enumerate(rows):
         # A dict keeps a key where it was first put: the first put of a record fixes its id,
@@ -69,10 +81,15 @@ def upsert_records(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) ->
         last[(row[0], row[1])] = position
     kept = list(last.values())
     before = last_id(conn)
-    conn.executemany(UPSERT, rows if len(kept) == len(rows) else [rows[p] for p in kept])
+    insert_many(
+        conn, UPSERT_HEAD, rows if len(kept) == len(rows) else [rows[p] for p in kept], UPSERT_TAIL
+    )
     index_search(conn, before)
     index_cooperation(conn, before)
-    return kept
+    every_one_new = last_id(conn) == before + len(kept)
+    return Upserted(
+        kept, list(range(before + 1, before + len(kept) + 1)) if every_one_new else None
+    )
 
 
 def last_id(conn: sqlite3.Connection) -> int:

@@ -42,7 +42,7 @@ from protocol.loans import LOAN
 from protocol.snapshots import state_digest
 
 from . import clusters, cooperation, intents, loans, members
-from .db import StorageFull, release_memory, transaction
+from .db import StorageFull, insert_many, release_memory, transaction
 from .recordrows import CatalogRows, catalog_rows
 from .rowindex import UPSERT, upsert_records
 
@@ -316,8 +316,8 @@ class Store:
 
     def put_rows(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         """Within the caller's transaction: upsert ``record_row_values`` rows and index them."""
-        rows = [rows[p] for p in upsert_records(conn, rows)]
-        conn.executemany(_ADDED, [(row[0], row[1], None) for row in rows])  # date unknown
+        rows = [rows[p] for p in upsert_records(conn, rows).kept]
+        insert_many(conn, _ADDED, [(row[0], row[1], None) for row in rows])  # date unknown
         clusters.add_row_values(conn, rows)
 
     def bases(self) -> dict[LogKey, int]:
@@ -466,7 +466,7 @@ def catalogue_state(conn: sqlite3.Connection, author: bytes) -> tuple[int, bytes
 _UPSERT = UPSERT  # the records upsert alone, without indexing (peernode/rowindex.py)
 
 # New acquisitions (peernode/reports.py): when a record was first put; an edit keeps the date.
-_ADDED = "INSERT OR IGNORE INTO record_added (author, rid, added_at) VALUES (?, ?, ?)"
+_ADDED = "INSERT OR IGNORE INTO record_added (author, rid, added_at)"
 
 
 def _catalog(
@@ -488,13 +488,14 @@ def _catalog(
         )
     puts, records, keys = rows.puts, rows.records, rows.keys
     if puts:
-        kept = upsert_records(conn, puts)  # a record put twice in one entry: its last put
+        upserted = upsert_records(conn, puts)  # a record put twice in one entry: its last put
+        kept = upserted.kept
         if len(kept) < len(puts):
             puts, records = [puts[p] for p in kept], [records[p] for p in kept]
             keys = [keys[p] for p in kept]
-        conn.executemany(_ADDED, [(row[0], row[1], entry.timestamp) for row in puts])
+        insert_many(conn, _ADDED, [(row[0], row[1], entry.timestamp) for row in puts])
         # Union entries grow as records arrive (peernode/clusters.py): a few indexed lookups.
-        clusters.add_records(conn, entry.author, records, keys)
+        clusters.add_records(conn, entry.author, records, keys, upserted.new_ids)
         if conn.execute("SELECT 1 FROM deleted_records LIMIT 1").fetchone():  # none: skip
             conn.executemany(
                 "DELETE FROM deleted_records WHERE author = ? AND rid = ?",

@@ -122,3 +122,37 @@ def _check_depth(value: Any, max_depth: int, what: str) -> None:
                     deeper.append(child)
         level = deeper
         depth += 1
+
+
+def is_canonical(value: Any, data: bytes) -> bool:
+    """Whether ``data``, which decoded to ``value``, is the canonical encoding of it.
+
+    What ``pack(value) == data`` says, without building the sorted copy ``pack`` makes: the
+    decoded maps keep the order their keys arrived in, so re-encoding them as they are gives
+    ``data`` back exactly when every integer was in its shortest form and no key was repeated;
+    what is left to check is that the keys came sorted and that no float came at all.
+    """
+    if type(value) is float:
+        return False
+    level: list[Any] = [value] if type(value) is list or type(value) is dict else []
+    try:
+        while level:
+            deeper: list[Any] = []
+            for item in level:
+                if type(item) is dict:
+                    keys = list(item)
+                    if keys != sorted(keys):  # mixed key types raise TypeError: not canonical
+                        return False
+                    children = item.values()
+                else:
+                    children = item
+                for child in children:
+                    kind = type(child)
+                    if kind is list or kind is dict:
+                        deeper.append(child)
+                    elif kind is float:
+                        return False
+            level = deeper
+        return pack_ordered(value) == data
+    except (TypeError, ValueError, OverflowError):
+        return False

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from .encoding import canonical, pack, pack_ordered, unpack
+from .encoding import canonical, is_canonical, pack, pack_ordered, unpack
 from .errors import BadSignature, DecodeError, LimitExceeded, TimestampError
 from .identity import KEY_BYTES, SIGNATURE_BYTES, public_bytes, short_id
 from .kinds import validate_body
@@ -95,7 +95,7 @@ def decode_entry(raw: bytes, *, now_ms: int | None, limits: Limits = DEFAULT_LIM
     fields = unpack(payload, what="entry payload", limits=limits, max_bytes=limits.max_entry_bytes)
     if not (isinstance(fields, list) and len(fields) == 8):
         raise DecodeError("entry payload must be an array of 8 fields")
-    if _encode_or_none([payload, signature]) != raw or _encode_or_none(fields) != payload:
+    if _encode_or_none([payload, signature]) != raw or not is_canonical(fields, payload):
         # One entry, one byte string: without this, duplicate map keys or unsorted keys would let
         # two implementations read different bodies under the same valid signature.
         raise DecodeError("signed entry is not in canonical encoding")

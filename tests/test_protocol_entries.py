@@ -34,7 +34,7 @@ from protocol import (
     short_id,
     sign_entry,
 )
-from protocol.encoding import pack, unpack
+from protocol.encoding import is_canonical, pack, unpack
 from protocol.entries import SIGN_CONTEXT
 from protocol.identity import _check_char
 
@@ -561,3 +561,31 @@ def test_forged_fork_proofs_are_rejected() -> None:
     for data, error in cases:
         with pytest.raises(error):
             ForkProof.from_bytes(data)
+
+
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=4)
+    | st.binary(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=3) | st.binary(max_size=2), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_values)
+@settings(max_examples=400, deadline=None)
+def test_the_quick_canonical_check_agrees_with_re_encoding(value: Any) -> None:
+    """``is_canonical`` (decode_entry's check, no sorted copy) says what ``pack`` would."""
+    data = msgpack.packb(value, use_bin_type=True)  # keys in whatever order they came
+    decoded = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    try:
+        expected = pack(decoded) == data
+    except TypeError:  # floats, mixed key types
+        expected = False
+    assert is_canonical(decoded, data) is expected
