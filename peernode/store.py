@@ -65,6 +65,7 @@ RESTORED_KEY = "restored_at"  # in the meta table
 # ms, passes), sign nothing: the database may be an old copy, and signing would fork our log.
 OWN_HEAD_CHECK_KEY = "own_head_check_until"
 SYNC_CACHE_KIB = 64 * 1024  # SQLite's page cache while a sync streams records in
+SYNC_CHECKPOINT_PAGES = 16384  # and its WAL grows to 64 MiB (of 4 KiB pages) between checkpoints
 __all__ = ["ApplyResult", "ForkDetected", "OwnHeadUnconfirmed", "StorageFull", "Store"]
 
 
@@ -88,6 +89,7 @@ class Store:
         self.conn: sqlite3.Connection = db.conn
         self.own_key = own_key
         self._cache_pages = int(self.conn.execute("PRAGMA cache_size").fetchone()[0])
+        self._checkpoint_pages = int(self.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
         self._wide = False
 
     # --- the page cache while records stream in ----------------------------------------------
@@ -101,11 +103,14 @@ class Store:
         """
         if not self._wide:
             self.conn.execute(f"PRAGMA cache_size = -{SYNC_CACHE_KIB}")
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {SYNC_CHECKPOINT_PAGES}")
             self._wide = True
 
     def narrow_cache(self) -> None:
         """The sync is over: back to the default cache, and the memory back to the system."""
         if self._wide:
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {self._checkpoint_pages}")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.conn.execute(f"PRAGMA cache_size = {self._cache_pages}")
             self.conn.execute("PRAGMA shrink_memory")
             release_memory()
