@@ -8,6 +8,7 @@ so they can be served again and re-verified; the tables (records, libraries) are
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -65,7 +66,7 @@ RESTORED_KEY = "restored_at"  # in the meta table
 # ms, passes), sign nothing: the database may be an old copy, and signing would fork our log.
 OWN_HEAD_CHECK_KEY = "own_head_check_until"
 SYNC_CACHE_KIB = 64 * 1024  # SQLite's page cache while a sync streams records in
-SYNC_CHECKPOINT_PAGES = 16384  # and its WAL grows to 64 MiB (of 4 KiB pages) between checkpoints
+SYNC_CHECKPOINT_PAGES = 65536  # and its WAL grows to 256 MiB (of 4 KiB pages) between checkpoints
 __all__ = ["ApplyResult", "ForkDetected", "OwnHeadUnconfirmed", "StorageFull", "Store"]
 
 
@@ -95,20 +96,41 @@ class Store:
     # --- the page cache while records stream in ----------------------------------------------
 
     def widen_cache(self) -> None:
-        """A sync is bringing records: give SQLite's page cache room for the indexes' pages.
+        """A sync is bringing records: write them the way a bulk load is written.
 
-        Each batch inserts into the records indexes, search_fts and the clustering tables at
-        scattered places; with the default 2 MB cache those pages are read back for nearly
-        every batch (a fifth of the write time at a million records, docs/benchmarks.md).
+        - Room in SQLite's page cache for the indexes' pages: each batch inserts into the
+          records indexes, search_fts and the clustering tables at scattered places, and with
+          the default 2 MB cache those pages are read back for nearly every batch (a fifth of
+          the write time at a million records, docs/benchmarks.md).
+        - The WAL grows to 256 MiB between checkpoints, so a page that several transactions
+          touch is copied into the database file once.
+        - Commits do not wait for the disk (synchronous=NORMAL): a power cut can take back the
+          last transactions, never damage the file, and what it takes back is a peer's signed
+          entries, which the next sync asks for again. Our own entries are always committed
+          with synchronous=FULL (``append``): losing one could make us sign its seq twice.
         """
         if not self._wide:
             self.conn.execute(f"PRAGMA cache_size = -{SYNC_CACHE_KIB}")
             self.conn.execute(f"PRAGMA wal_autocheckpoint = {SYNC_CHECKPOINT_PAGES}")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
             self._wide = True
 
+    @contextlib.contextmanager
+    def _durable(self) -> Iterator[None]:
+        """Commit what is written inside with synchronous=FULL, even while a sync runs."""
+        if not self._wide:
+            yield
+            return
+        self.conn.execute("PRAGMA synchronous = FULL")
+        try:
+            yield
+        finally:
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+
     def narrow_cache(self) -> None:
-        """The sync is over: back to the default cache, and the memory back to the system."""
+        """The sync is over: the file made durable, the memory back to the system."""
         if self._wide:
+            self.conn.execute("PRAGMA synchronous = FULL")
             self.conn.execute(f"PRAGMA wal_autocheckpoint = {self._checkpoint_pages}")
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.conn.execute(f"PRAGMA cache_size = {self._cache_pages}")
@@ -280,7 +302,7 @@ class Store:
                 "first (the database could be an older copy, and signing now could fork this "
                 "library's log). Try again in a minute; `peernode status` shows the peers."
             )
-        with transaction(self.conn) as conn:
+        with self._durable(), transaction(self.conn) as conn:
             if kind == CHECKPOINT:  # computed under the write lock: nothing can slip in between
                 count, state = self.state_of(author)
                 body = {"records": count, "state": state}

@@ -184,3 +184,30 @@ def test_every_earlier_schema_migrates_with_its_data(tmp_path: Path) -> None:
         assert migrated.execute("SELECT name FROM peers").fetchall() == [("Lama",)]
         assert migrated.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         migrated.conn.close()
+
+
+def test_a_sync_writes_as_a_bulk_load_but_our_own_entries_stay_durable(tmp_path: Path) -> None:
+    """While records stream in (``widen_cache``) commits skip the fsync and the cache grows;
+    our own entries are still committed with synchronous=FULL, and the end of the sync puts
+    everything back, with the rows applied meanwhile all there."""
+    store, key = make_store(tmp_path)
+    peer = Ed25519PrivateKey.generate()
+    setting = lambda name: store.conn.execute(f"PRAGMA {name}").fetchone()[0]  # noqa: E731
+    cache, checkpoint = setting("cache_size"), setting("wal_autocheckpoint")
+    assert setting("synchronous") == 2  # FULL
+    store.widen_cache()
+    assert setting("synchronous") == 1 and setting("cache_size") < cache  # NORMAL, KiB
+    entries = chain(peer, [{"ops": [put(f"r{n}", f"Buku {n}")]} for n in range(3)])
+    results = store.apply_many([(LogKey(public_bytes(peer), "catalog"), entries)])
+    assert results[0].applied == 3 and results[0].error is None
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    store.append(key, "catalog", CATALOG, {"ops": [put("own", "Milik kami")]})
+    store.conn.set_trace_callback(None)
+    begin = statements.index("BEGIN IMMEDIATE")
+    assert "PRAGMA synchronous = FULL" in statements[:begin]  # the commit waits for the disk
+    assert statements[-1] == "PRAGMA synchronous = NORMAL"  # and the sync goes on without
+    store.narrow_cache()
+    assert (setting("synchronous"), setting("cache_size")) == (2, cache)
+    assert setting("wal_autocheckpoint") == checkpoint
+    assert store.conn.execute("SELECT count(*) FROM records").fetchone()[0] == 4
