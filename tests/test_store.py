@@ -192,7 +192,10 @@ def test_a_sync_writes_as_a_bulk_load_but_our_own_entries_stay_durable(tmp_path:
     everything back, with the rows applied meanwhile all there."""
     store, key = make_store(tmp_path)
     peer = Ed25519PrivateKey.generate()
-    setting = lambda name: store.conn.execute(f"PRAGMA {name}").fetchone()[0]  # noqa: E731
+
+    def setting(name: str) -> int:
+        return int(store.conn.execute(f"PRAGMA {name}").fetchone()[0])
+
     cache, checkpoint = setting("cache_size"), setting("wal_autocheckpoint")
     assert setting("synchronous") == 2  # FULL
     store.widen_cache()
