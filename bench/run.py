@@ -30,7 +30,7 @@ from peernode.matchkeys import record_keys
 from peernode.recordrows import record_row_values
 from peernode.store import SYNC_CACHE_KIB
 
-from . import applyprofile, idle, marcimport, plots, pouch, reports, resync
+from . import applyprofile, gilwait, idle, marcimport, plots, pouch, reports, resync
 from .bootstrap import bootstrap
 from .bootstrap import report as bootstrap_report
 from .generate import write_jsonl
@@ -437,6 +437,41 @@ def replication(
     )
 
 
+# How the receiving side works and what bounds it (around the GIL table, after the profile).
+RECEIVER_TEXT = [
+    "A receiving daemon runs the three stages at once: the event loop decodes and verifies",
+    "a message, a thread of its own builds its rows (peernode/recordrows.py: the records",
+    "row, the record's canonical bytes taken as they arrived, its match keys), and the",
+    "database thread writes whatever queued up meanwhile in one transaction",
+    "(`Store.apply_many`). Offline the write alone runs near the ceiling; in a daemon it is",
+    "the critical path, and the other two stages, on the second core, slow it: they hold",
+    "the GIL it needs between statements. The serving daemon takes little (A's CPU is",
+    "about a sixth of B's).",
+    "",
+    "Python's sqlite3 lets go of the GIL for every step of a statement and takes it back",
+    "after; with another thread running Python, taking it back waits out that thread's",
+    "switch interval (5 ms by default), and `executemany` steps once a row:",
+]
+RECEIVER_TEXT_AFTER = [
+    "So rows go many to a statement (`db.insert_many`) and the daemon runs with a 0.2 ms",
+    "switch interval. And while records stream in, the store writes as a bulk load: a",
+    "64 MiB page cache (given back to the system when the sync ends), a WAL of up to",
+    "256 MiB between checkpoints, and a peer's entries committed without waiting for the",
+    "disk (a power cut can take back the last transactions, which the next sync asks for",
+    "again; our own entries always wait for it).",
+    "",
+    "What is left is SQLite's own work, and it grows with the replica: every record is a",
+    "random insert into five B-trees (records by (author, rid) and by (match_key, author),",
+    "record_added, record_keys, record_isbns) beside the FTS5 segments, most keys leading",
+    "with a 32-byte library key; at a million records those pages no longer fit the cache,",
+    "so more of them are read back and written out again at every checkpoint (the ceiling,",
+    "one transaction, slows the same way from 100,000 to a million). What would fix it: a",
+    "small library number in place of the 32-byte key in those indexes, the date first",
+    "seen as a records column instead of a table (one B-tree fewer), and a first sync that",
+    "defers clustering and the cooperation tables to one set-based pass after it.",
+]
+
+
 def replication_report(sizes: list[SizeRun], command: str) -> list[str]:
     lines = [
         "## 1. Replication between two nodes, beside raw SQLite and PouchDB",
@@ -445,11 +480,13 @@ def replication_report(sizes: list[SizeRun], command: str) -> list[str]:
         "",
         "B joins A by invite; A's daemon streams its signed batches over a WebSocket; B verifies",
         "every signature and hash chain, stores the entries, materialises and indexes the",
-        "records, committing each batch durably (synchronous=FULL); sync traffic is deflated and",
-        "encrypted. Timed from the join until B's records table holds them all.",
+        "records, a transaction for whatever arrived while the last one was written; sync",
+        "traffic is deflated and encrypted. Timed from the `peer join` command (its start,",
+        "about 0.8 s before the first record lands) until B's records table holds them all.",
         "",
         "The ceiling is raw SQLite doing the same table work a node must do for these records,",
-        "in one transaction, one executemany per table, rows built before the clock starts:",
+        "in one transaction, one executemany per table, rows built before the clock starts,",
+        "with the node's PRAGMAs and the page cache a node uses during a sync (64 MiB):",
         "the records rows, search_fts with every token and facet (in docid order, as the store",
         "writes it), record_added, record_isbns, serial_records, and each record's match keys",
         "and cluster row (the union-find that merges clusters is not counted). Two reference",
@@ -522,27 +559,24 @@ def replication_report(sizes: list[SizeRun], command: str) -> list[str]:
             )
         lines.append("")
     if sizes:
+        gil_rows = 20_000 if sizes[0].records >= 100_000 else 500  # quick mode: seconds
         lines += [
             "### What bounds replication: the receiving side, profiled",
             "",
             f"Command: `python -m bench.applyprofile {_shown(sizes[0].a)} --entries 30` "
-            "(30,000 records, applied three entries at a time as sync does, into a fresh store).",
+            "(30,000 records; each stage alone, one after the other, into a fresh store).",
             "",
-            "| step | records/s | share of apply |",
-            "| --- | ---: | ---: |",
+            "| stage | records/s | seconds | share of the write |",
+            "| --- | ---: | ---: | ---: |",
             *applyprofile.profile(sizes[0].a, 30),
             "",
-            "Decoding (signatures, canonical check, body validation) runs on the event loop; the",
-            "apply on the database thread, one message at a time, so the two add up. New rows",
-            "are indexed set-based per entry, in search_fts docid order (peernode/rowindex.py):",
-            "FTS5 flushes a segment whenever a docid goes down, and per-row triggers in arrival",
-            "order flushed nearly every row. What is left above the ceiling's work is Python per",
-            "record: the match keys for clustering (matchkeys.record_keys, the largest share",
-            "above), building the row (the canonical re-encoding of a record that arrived",
-            "canonical included), and decoding. What would fix it: overlap decoding the next",
-            "message with applying this one, reuse the record's bytes from the entry instead of",
-            "re-encoding, and compute match keys once per record for both match_key and",
-            "clustering.",
+            *RECEIVER_TEXT,
+            "",
+            f"Command: `python -m bench.gilwait --rows {gil_rows}`",
+            "",
+            *gilwait.table(gil_rows),
+            "",
+            *RECEIVER_TEXT_AFTER,
             "",
         ]
     return lines

@@ -67,12 +67,20 @@ class LoopbackProxy:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", self.port)
+            asyncio.start_server(self._serve, "127.0.0.1", self.port)
         )
         self.port = int(server.sockets[0].getsockname()[1])
         self._ready.set()
         self._loop.run_forever()
         server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._handle(reader, writer)
+        except asyncio.CancelledError:
+            # stop() ends open connections on purpose; a connection task that ended cancelled
+            # would be logged by asyncio's stream server as an error in a callback.
+            writer.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
