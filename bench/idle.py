@@ -43,6 +43,14 @@ def _memory_mib(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def peak_mib(pid: int) -> int | None:
+    """A running process's peak resident memory (VmHWM), or None where /proc has no answer."""
+    try:
+        return round(_memory_mib(pid)[1])
+    except (OSError, KeyError):
+        return None
+
+
 def measure(watched: Path, peer: Path, records: int, seconds: float) -> Idle:
     """``watched`` and ``peer``: homes in sync. Runs both daemons, measures ``watched``."""
     with daemons(watched, peer) as (proc, _):

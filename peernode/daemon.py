@@ -7,6 +7,7 @@ with the app.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ log = logging.getLogger("peernode.daemon")
 
 WATCH_SECONDS = 0.5
 SWITCH_INTERVAL_S = 0.0002
+GC_THRESHOLDS = (50_000, 20, 20)
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
 JOINER_GRACE_SECONDS = 5.0
 JOIN_READ_SECONDS = 10.0  # a join request is one small POST: a client trickling it is cut off
@@ -164,6 +166,10 @@ def run_daemon(home: Home, listen: str | None = None) -> None:
     # back waits out their switch interval (5 ms by default) every time: a shorter one lets the
     # writes through (docs/benchmarks.md, "What bounds replication").
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # Decoding a sync message makes tens of thousands of dicts and lists (records), none in a
+    # cycle; at the default threshold (700) the collector walks them, and everything queued,
+    # again and again for nothing (docs/benchmarks.md, "What bounds replication").
+    gc.set_threshold(*GC_THRESHOLDS)
     config = home.config
     host, port = parse_listen(listen or config.listen)
     lock = home.lock_daemon(f"{host}:{port}")
