@@ -28,7 +28,7 @@ from peernode.home import init_home
 from peernode.importers import Imported, read_catalog
 from peernode.matchkeys import record_keys
 from peernode.recordrows import record_row_values
-from peernode.store import SYNC_CACHE_KIB
+from peernode.store import DEFAULT_SYNC_CACHE_MB
 
 from . import applyprofile, gilwait, idle, marcimport, plots, pouch, reports, resync
 from .bootstrap import bootstrap
@@ -129,7 +129,7 @@ def raw_sqlite(path: Path, rows: list[tuple[object, ...]], kind: str) -> Figure:
             migration(sqlite_utils.Database(conn))
     else:
         conn = dbmod.connect(path).conn
-    conn.execute(f"PRAGMA cache_size = -{SYNC_CACHE_KIB}")  # as a node's while a sync runs
+    conn.execute(f"PRAGMA cache_size = -{DEFAULT_SYNC_CACHE_MB * 1024}")  # a node's in a sync
     keys = (
         [(key, n) for n, row in enumerate(rows, 1) for key in record_keys(_wire(row))]
         if kind == NODE_TABLES

@@ -65,7 +65,7 @@ RESTORED_KEY = "restored_at"  # in the meta table
 # Set by a starting daemon that has peers: until a peer confirms our own head (or the time in it,
 # ms, passes), sign nothing: the database may be an old copy, and signing would fork our log.
 OWN_HEAD_CHECK_KEY = "own_head_check_until"
-SYNC_CACHE_KIB = 64 * 1024  # SQLite's page cache while a sync streams records in
+DEFAULT_SYNC_CACHE_MB = 64  # SQLite's page cache while a sync streams records in (a setting)
 SYNC_CHECKPOINT_PAGES = 65536  # and its WAL grows to 256 MiB (of 4 KiB pages) between checkpoints
 __all__ = ["ApplyResult", "ForkDetected", "OwnHeadUnconfirmed", "StorageFull", "Store"]
 
@@ -85,10 +85,16 @@ def now_ms() -> int:
 class Store:
     """The node's SQLite replica. Not thread-safe: the daemon uses it from one worker thread."""
 
-    def __init__(self, db: sqlite_utils.Database, own_key: bytes) -> None:
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        own_key: bytes,
+        sync_cache_mb: int = DEFAULT_SYNC_CACHE_MB,
+    ) -> None:
         self.db = db
         self.conn: sqlite3.Connection = db.conn
         self.own_key = own_key
+        self.sync_cache_mb = sync_cache_mb
         self._cache_pages = int(self.conn.execute("PRAGMA cache_size").fetchone()[0])
         self._checkpoint_pages = int(self.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
         self._wide = False
@@ -98,7 +104,8 @@ class Store:
     def widen_cache(self) -> None:
         """A sync is bringing records: write them the way a bulk load is written.
 
-        - Room in SQLite's page cache for the indexes' pages: each batch inserts into the
+        - Room in SQLite's page cache (setting sync_cache_mb) for the indexes' pages: each
+          batch inserts into the
           records indexes, search_fts and the clustering tables at scattered places, and with
           the default 2 MB cache those pages are read back for nearly every batch (a fifth of
           the write time at a million records, docs/benchmarks.md).
@@ -110,7 +117,7 @@ class Store:
           with synchronous=FULL (``append``): losing one could make us sign its seq twice.
         """
         if not self._wide:
-            self.conn.execute(f"PRAGMA cache_size = -{SYNC_CACHE_KIB}")
+            self.conn.execute(f"PRAGMA cache_size = -{self.sync_cache_mb * 1024}")
             self.conn.execute(f"PRAGMA wal_autocheckpoint = {SYNC_CHECKPOINT_PAGES}")
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self._wide = True

@@ -214,3 +214,19 @@ def test_a_sync_writes_as_a_bulk_load_but_our_own_entries_stay_durable(tmp_path:
     assert (setting("synchronous"), setting("cache_size")) == (2, cache)
     assert setting("wal_autocheckpoint") == checkpoint
     assert store.conn.execute("SELECT count(*) FROM records").fetchone()[0] == 4
+
+
+def test_the_sync_cache_is_a_setting(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from peernode.home import HomeError, init_home
+
+    home = init_home(tmp_path / "n", name="N", isil="", contact="", listen="127.0.0.1:1")
+    home.save_config(replace(home.config, sync_cache_mb=8))
+    store = home.open_store()
+    store.widen_cache()
+    assert store.conn.execute("PRAGMA cache_size").fetchone()[0] == -8 * 1024
+    store.narrow_cache()
+    home.save_config(replace(home.config, sync_cache_mb=1))
+    with pytest.raises(HomeError, match="sync_cache_mb"):
+        home.open_store()
