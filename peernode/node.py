@@ -58,6 +58,9 @@ BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
 # does not see), how many failed attempts cost a learned peer its slot, and for how long.
 REVIEW_SECONDS = 5.0
 CACHE_SECONDS = 5.0  # without records arriving: the sync is over, the wide page cache goes
+# Records in one apply that make it a bulk load (Store.widen_cache): a full message or more.
+# One new entry passing through a mesh is written as it always was.
+BULK_RECORDS = 2000
 LEARNED_TRIES = 2
 UNREACHABLE_SECONDS = 120.0
 
@@ -268,7 +271,8 @@ class Node:
         """Store groups of entries from a peer in one transaction, then tell the other peers.
 
         ``built``: rows ``build_rows`` made for some of them."""
-        if built:  # catalogue records are streaming in
+        records = sum(len(rows.puts) for rows in built.values()) if built else 0
+        if records >= BULK_RECORDS:  # a sync is streaming records in
             self._streaming_at = time.monotonic()
 
             def widened_apply() -> list[ApplyResult]:

@@ -91,6 +91,7 @@ class SyncConnection:
             APPLY_QUEUE
         )
         self._send_lock = asyncio.Lock()
+        self._sender: asyncio.Task[None] | None = None  # see _send_soon
         # Sealed messages, in the order they were sealed: each carries the next nonce, so they
         # must reach the socket in that order, whichever task sealed them.
         self._outbox: collections.deque[bytes] = collections.deque()
@@ -177,6 +178,8 @@ class SyncConnection:
             self.close_reason = "disk full on this node"
             await self.perform(self.rep.close(self.close_reason))
         finally:
+            if self._sender is not None:
+                tasks.append(self._sender)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -187,13 +190,18 @@ class SyncConnection:
                 await self.ws.close()
         return self.close_reason or session.close_reason or "connection closed"
 
-    async def perform(self, actions: list[Action]) -> None:
+    async def perform(self, actions: list[Action], *, wait: bool = True) -> None:
+        """Carry out the replicator's actions in order. ``wait=False``: messages are sent by a
+        task of their own (``_send_soon``) rather than waited for."""
         # Queue every message before the first await, while no other task can seal one.
         self._outbox.extend(action.data for action in actions if isinstance(action, Send))
         for action in actions:
             match action:
                 case Send():
-                    await self._flush()
+                    if wait:
+                        await self._flush()
+                    else:
+                        self._send_soon()
                 case Serve():
                     try:
                         self._serve_queue.put_nowait(action)
@@ -240,10 +248,10 @@ class SyncConnection:
         """Store received entries while the reader decodes the next message.
 
         Decoding and verifying run on the event loop, building the rows on a thread of their own
-        (peernode/recordrows.py), writing them on the database thread; one after the other,
-        each waited for the others. Whatever queued up while a transaction ran goes
-        into the next one together (``Store.apply_many``). Once the session is closing, what is
-        still queued is dropped: the next session asks for it again.
+        (peernode/recordrows.py), writing them on the database thread, all three at once: done
+        one after the other, each would wait for the others. Whatever queued up while a
+        transaction ran goes into the next one together (``Store.apply_many``). Once the
+        session is closing, what is still queued is dropped: the next session asks again.
         """
         while True:
             batch = [await self._apply_queue.get()]
@@ -272,18 +280,27 @@ class SyncConnection:
         results = await self.node.apply_many([(a.key, a.entries) for a, _ in batch], built)
         assert self.rep is not None
         for (action, _), result in zip(batch, results, strict=True):
+            # Acks and requests go out without waiting: while the server task waits for a peer
+            # that reads nothing (a link cut by a partition), an applier waiting behind it
+            # would stop the reader too (its queue full), and a stopped reader never notices
+            # the silence that ends such a session.
             if result.applied or result.error is None:
                 # Acknowledge what was stored even when a later entry failed, so the
                 # replicator's head (and any probe) starts from the truth.
-                await self.perform(self.rep.applied(action.key, result.head))
+                await self.perform(self.rep.applied(action.key, result.head), wait=False)
             if result.error is not None:
-                await self.perform(self.rep.rejected(action.key, result.error))
+                await self.perform(self.rep.rejected(action.key, result.error), wait=False)
+
+    def _send_soon(self) -> None:
+        """Send what is queued in the outbox from a task of its own (in order, as ever)."""
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._flush())
 
     async def _end(self, reason: str) -> None:
         """Close the session from a task other than the reader: the reader's loop then ends."""
         assert self.rep is not None
         self.close_reason = self.close_reason or reason
-        await self.perform(self.rep.close(reason))
+        await self.perform(self.rep.close(reason), wait=False)
         self._closing = True
         await self.ws.close()
 
