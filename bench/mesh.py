@@ -644,9 +644,11 @@ def main() -> None:
     if args.write:
         path = ROOT / "docs" / "benchmarks.md"
         old = path.read_text("utf-8")
-        if BEGIN in old and END in old:
-            old = old[: old.index(BEGIN)] + old[old.index(END) + len(END) + 1 :]
-        path.write_text(old.rstrip("\n") + "\n\n" + text + "\n", "utf-8")
+        if BEGIN in old and END in old:  # in place, where the section stands
+            new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) :]
+        else:
+            new = old.rstrip("\n") + "\n\n" + text + "\n"
+        path.write_text(new, "utf-8")
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ SERVE_CHUNK_BYTES = 2 * 1024 * 1024
 # MESSAGE_BYTES, about 14 MB once decoded and built) and, when full, stops reading the socket;
 # a longer queue made no sync faster (the database is the slower side).
 APPLY_QUEUE = 2
+BUILD_AHEAD_RECORDS = 100  # fewer in a message: the store builds their rows itself
 # A WebSocket loses no message within a session, so a request that brings nothing for two
 # minutes (a 512 KiB batch takes about 16 s at 256 kbit/s) means a stuck peer, not a lost
 # message: ask once more, then end the session so another peer, or a new session, takes the log.
@@ -219,7 +220,11 @@ class SyncConnection:
                         await self._apply_queue.join()
                         await self._apply_now([(action, {})])
                     else:
-                        built = await self.node.build_rows(entries)
+                        # A few records (one new entry passing through a mesh) are built by
+                        # the store itself: a hop to the rows thread would only add latency.
+                        records = sum(len(e.body.get("ops", ())) for e in entries)
+                        ahead = records >= BUILD_AHEAD_RECORDS
+                        built = await self.node.build_rows(entries) if ahead else {}
                         # Full: stop reading the socket until the database catches up.
                         await self._apply_queue.put((action, built))
                 case Reject(error, key):
