@@ -255,9 +255,6 @@ class Node:
 
     # --- store operations used by connections --------------------------------------------------
 
-    async def apply(self, key: LogKey, entries: Sequence[Entry]) -> ApplyResult:
-        return (await self.apply_many([(key, entries)]))[0]
-
     async def build_rows(self, entries: Sequence[Entry]) -> dict[bytes, CatalogRows]:
         """The rows of the catalogue entries among ``entries``, built off the database thread."""
         loop = asyncio.get_running_loop()
