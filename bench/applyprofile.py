@@ -62,7 +62,7 @@ def apply_seconds(
         store = init_home(
             Path(tmp) / "b", name="B", isil="", contact="", listen="127.0.0.1:1"
         ).open_store()
-        store.widen_cache()
+        store.start_bulk_load()
         patches = PIECES[without] if without is not None else []
         saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
         for owner, name, stand_in in patches:

@@ -58,7 +58,7 @@ BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
 # does not see), how many failed attempts cost a learned peer its slot, and for how long.
 REVIEW_SECONDS = 5.0
 CACHE_SECONDS = 5.0  # without records arriving: the sync is over, the wide page cache goes
-# Records in one apply that make it a bulk load (Store.widen_cache): a full message or more.
+# Records in one apply that make it a bulk load (Store.start_bulk_load): a full message or more.
 # One new entry passing through a mesh is written as it always was.
 BULK_RECORDS = 2000
 LEARNED_TRIES = 2
@@ -269,16 +269,10 @@ class Node:
 
         ``built``: rows ``build_rows`` made for some of them."""
         records = sum(len(rows.puts) for rows in built.values()) if built else 0
-        if records >= BULK_RECORDS:  # a sync is streaming records in
+        bulk = records >= BULK_RECORDS  # a sync is streaming records in
+        if bulk:
             self._streaming_at = time.monotonic()
-
-            def widened_apply() -> list[ApplyResult]:
-                self.store.widen_cache()
-                return self.store.apply_many(groups, built)
-
-            results = await self.call(widened_apply)
-        else:
-            results = await self.call(self.store.apply_many, groups, built)
+        results = await self.call(self.store.apply_many, groups, built, bulk)
         advanced: dict[LogKey, Head] = {}
         members_changed = False
         for (key, _), result in zip(groups, results, strict=True):
@@ -485,7 +479,7 @@ class Node:
                 reviewed = time.monotonic()
             if self._streaming_at and time.monotonic() - self._streaming_at > CACHE_SECONDS:
                 self._streaming_at = 0.0
-                await self.call(self.store.narrow_cache)
+                await self.call(self.store.end_bulk_load)
             await asyncio.sleep(GLANCE_SECONDS)
 
     async def publish_address(self) -> None:

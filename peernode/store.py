@@ -97,11 +97,11 @@ class Store:
         self.sync_cache_mb = sync_cache_mb
         self._cache_pages = int(self.conn.execute("PRAGMA cache_size").fetchone()[0])
         self._checkpoint_pages = int(self.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
-        self._wide = False
+        self._bulk = False
 
     # --- the page cache while records stream in ----------------------------------------------
 
-    def widen_cache(self) -> None:
+    def start_bulk_load(self) -> None:
         """A sync is bringing records: write them the way a bulk load is written.
 
         - Room in SQLite's page cache (setting sync_cache_mb) for the indexes' pages: each
@@ -116,16 +116,16 @@ class Store:
           entries, which the next sync asks for again. Our own entries are always committed
           with synchronous=FULL (``append``): losing one could make us sign its seq twice.
         """
-        if not self._wide:
+        if not self._bulk:
             self.conn.execute(f"PRAGMA cache_size = -{self.sync_cache_mb * 1024}")
             self.conn.execute(f"PRAGMA wal_autocheckpoint = {SYNC_CHECKPOINT_PAGES}")
             self.conn.execute("PRAGMA synchronous = NORMAL")
-            self._wide = True
+            self._bulk = True
 
     @contextlib.contextmanager
     def _durable(self) -> Iterator[None]:
         """Commit what is written inside with synchronous=FULL, even while a sync runs."""
-        if not self._wide:
+        if not self._bulk:
             yield
             return
         self.conn.execute("PRAGMA synchronous = FULL")
@@ -134,16 +134,16 @@ class Store:
         finally:
             self.conn.execute("PRAGMA synchronous = NORMAL")
 
-    def narrow_cache(self) -> None:
+    def end_bulk_load(self) -> None:
         """The sync is over: the file made durable, the memory back to the system."""
-        if self._wide:
+        if self._bulk:
             self.conn.execute("PRAGMA synchronous = FULL")
             self.conn.execute(f"PRAGMA wal_autocheckpoint = {self._checkpoint_pages}")
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.conn.execute(f"PRAGMA cache_size = {self._cache_pages}")
             self.conn.execute("PRAGMA shrink_memory")
             release_memory()
-            self._wide = False
+            self._bulk = False
 
     # --- reading the logs ----------------------------------------------------------------------
 
@@ -195,6 +195,7 @@ class Store:
         self,
         groups: Sequence[tuple[LogKey, Sequence[Entry]]],
         built: Mapping[bytes, CatalogRows] | None = None,
+        bulk: bool = False,
     ) -> list[ApplyResult]:
         """``apply`` each (log, entries) group in turn, all in one transaction.
 
@@ -203,8 +204,11 @@ class Store:
         merge later, so fewer, larger transactions write the same rows for less. A group that
         meets a problem keeps what it placed before it and does not stop the groups after it.
         ``built``: catalogue entries' rows built ahead (``recordrows.build_rows``), by hash.
+        ``bulk``: a sync is streaming records in; write them as a bulk load (``start_bulk_load``).
         """
         ahead = built or {}
+        if bulk:
+            self.start_bulk_load()
         with transaction(self.conn) as conn:
             return [self._apply_group(conn, key, entries, ahead) for key, entries in groups]
 

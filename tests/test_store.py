@@ -187,7 +187,7 @@ def test_every_earlier_schema_migrates_with_its_data(tmp_path: Path) -> None:
 
 
 def test_a_sync_writes_as_a_bulk_load_but_our_own_entries_stay_durable(tmp_path: Path) -> None:
-    """While records stream in (``widen_cache``) commits skip the fsync and the cache grows;
+    """While records stream in (``start_bulk_load``) commits skip the fsync and the cache grows;
     our own entries are still committed with synchronous=FULL, and the end of the sync puts
     everything back, with the rows applied meanwhile all there."""
     store, key = make_store(tmp_path)
@@ -198,7 +198,7 @@ def test_a_sync_writes_as_a_bulk_load_but_our_own_entries_stay_durable(tmp_path:
 
     cache, checkpoint = setting("cache_size"), setting("wal_autocheckpoint")
     assert setting("synchronous") == 2  # FULL
-    store.widen_cache()
+    store.start_bulk_load()
     assert setting("synchronous") == 1 and setting("cache_size") < cache  # NORMAL, KiB
     entries = chain(peer, [{"ops": [put(f"r{n}", f"Buku {n}")]} for n in range(3)])
     results = store.apply_many([(LogKey(public_bytes(peer), "catalog"), entries)])
@@ -210,7 +210,7 @@ def test_a_sync_writes_as_a_bulk_load_but_our_own_entries_stay_durable(tmp_path:
     begin = statements.index("BEGIN IMMEDIATE")
     assert "PRAGMA synchronous = FULL" in statements[:begin]  # the commit waits for the disk
     assert statements[-1] == "PRAGMA synchronous = NORMAL"  # and the sync goes on without
-    store.narrow_cache()
+    store.end_bulk_load()
     assert (setting("synchronous"), setting("cache_size")) == (2, cache)
     assert setting("wal_autocheckpoint") == checkpoint
     assert store.conn.execute("SELECT count(*) FROM records").fetchone()[0] == 4
@@ -224,9 +224,9 @@ def test_the_sync_cache_is_a_setting(tmp_path: Path) -> None:
     home = init_home(tmp_path / "n", name="N", isil="", contact="", listen="127.0.0.1:1")
     home.save_config(replace(home.config, sync_cache_mb=8))
     store = home.open_store()
-    store.widen_cache()
+    store.start_bulk_load()
     assert store.conn.execute("PRAGMA cache_size").fetchone()[0] == -8 * 1024
-    store.narrow_cache()
+    store.end_bulk_load()
     home.save_config(replace(home.config, sync_cache_mb=1))
     with pytest.raises(HomeError, match="sync_cache_mb"):
         home.open_store()
