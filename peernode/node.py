@@ -292,8 +292,9 @@ class Node:
 
     async def note_rejection(self, peer: bytes | None, error: RemoteProtocolError) -> None:
         who = short_id(peer) if peer else "unknown peer"
-        log.warning("rejected from %s: %s: %s", who, error.reason, error)
+        # Stored before it is logged: whoever reads the log finds it in `status` too.
         await self.call(self.store.record_rejection, peer, error.reason, str(error))
+        log.warning("rejected from %s: %s: %s", who, error.reason, error)
 
     async def save_peer_heads(self, peer: bytes, heads: dict[LogKey, Head]) -> None:
         """Remember what ``peer`` holds, for `bundle export --for` while it is unreachable."""
