@@ -43,6 +43,41 @@ class Link:
         )
         return int(out.stdout)
 
+    def cut(self) -> None:
+        """Drop every packet that arrives at either end, as a line that goes dead does: no
+        reset, no error, the sockets just stop moving. ``heal`` brings the line back."""
+        for ns in (self.ns_a, self.ns_b):
+            _run(
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "nft",
+                "add table inet cut; "
+                "add chain inet cut inbound { type filter hook input priority -10; }; "
+                "add rule inet cut inbound iifname != lo drop",
+            )
+
+    def heal(self) -> None:
+        for ns in (self.ns_a, self.ns_b):
+            _run("ip", "netns", "exec", ns, "nft", "delete table inet cut")
+
+    def small_socket_buffers(self) -> None:
+        """TCP buffers of at most 64 KiB in both namespaces: a sender whose peer stops reading
+        blocks after a few messages instead of after megabytes."""
+        for ns in (self.ns_a, self.ns_b):
+            for name in ("tcp_wmem", "tcp_rmem"):
+                _run(
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "sysctl",
+                    "-q",
+                    "-w",
+                    f"net.ipv4.{name}=4096 16384 65536",
+                )
+
 
 def _run(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True, timeout=30)

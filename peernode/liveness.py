@@ -32,6 +32,7 @@ LIMIT_COUNTERS = (
     "connections_refused",  # /sync answered 503: max_connections reached
     "peers_flooding",  # sessions ended because the peer sent faster than the receive limits
     "connections_idle",  # sessions closed after three heartbeat intervals of silence
+    "connections_stalled",  # sessions dropped: the peer read none of ours for as long
     "messages_oversized",  # messages over max_message_bytes (the WebSocket layer refused them)
 )
 FORK_NOTICES = "fork_notices"  # valid fork proofs received from peers that were new here

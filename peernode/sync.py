@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
+import socket
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -65,6 +67,7 @@ REQUEST_TRIES = 2  # then the session ends, and another peer (or a new session) 
 # Smaller messages show progress sooner on a slow line and cost little on a fast one.
 MESSAGE_BYTES = 512 * 1024
 TICK_SECONDS = 1.0
+CLOSE_SECONDS = 5.0  # for the WebSocket closing handshake; a dead line is dropped after it
 LAG_TICKS = 5  # how often (in ticks) a connection re-measures how far behind the peer we are
 HEARTBEAT_BATCH_SECONDS = 1.0  # heartbeats wait this long to share a message
 # What one peer may send us. Far above an honest peer (a sync is a few messages of up to 512 KiB
@@ -99,6 +102,7 @@ class SyncConnection:
         self._line_free_at = 0.0  # when the upload limit lets the next message go
         self._limiter = ReceiveLimiter(RECEIVE_MESSAGES_PER_S, RECEIVE_BYTES_PER_S, FLOOD_SECONDS)
         self._last_heard = asyncio.get_running_loop().time()  # idle: no whole message since
+        self._sending_since: float | None = None  # a message is being handed to the socket
         self.behind_since: int | None = None  # since when the peer holds entries we lack
         # What other tasks want this peer told, merged until the pusher sends it: a slow peer
         # delays only its own updates, and what waits for it stays bounded (one per log/member).
@@ -188,7 +192,7 @@ class SyncConnection:
                 await node.save_peer_heads(self.peer_key, dict(self.rep.theirs))
             node.unregister(self)
             if not self.ws.closed:
-                await self.ws.close()
+                await self._close_ws()
         return self.close_reason or session.close_reason or "connection closed"
 
     async def perform(self, actions: list[Action], *, wait: bool = True) -> None:
@@ -307,7 +311,7 @@ class SyncConnection:
         self.close_reason = self.close_reason or reason
         await self.perform(self.rep.close(reason), wait=False)
         self._closing = True
-        await self.ws.close()
+        await self._close_ws()
 
     async def local_changed(self, heads: dict[LogKey, Head]) -> None:
         if self.rep is not None and not self._closing:
@@ -431,7 +435,9 @@ class SyncConnection:
                     return
                 await self._pace(len(self._outbox[0]))
                 try:
+                    self._sending_since = asyncio.get_running_loop().time()
                     await self.ws.send_bytes(self._outbox.popleft())
+                    self._sending_since = None
                 except (ConnectionResetError, aiohttp.ClientError) as exc:
                     # The socket went away under us; the reader loop ends the session. Every
                     # task that sends (server, pusher, pumps) must survive this, not die
@@ -466,7 +472,7 @@ class SyncConnection:
             # us for; end the session instead, loudly.
             log.exception("serving %s failed", self.label)
             self._closing = True
-            await self.ws.close()
+            await self._close_ws()
 
     async def _serve_requests(self) -> None:
         while True:
@@ -483,12 +489,30 @@ class SyncConnection:
                 first += len(raws)
 
     async def _ticker(self) -> None:
+        """Once a second: the replicator's timers, the lag, and whether the link is dead.
+
+        Its own messages go out through the sender task: a ticker waiting for the send lock,
+        held by a task whose message the peer never reads, could never see that."""
         idle = self.node.liveness.idle_seconds
+        loop = asyncio.get_running_loop()
         ticks = 0
         while True:
             await asyncio.sleep(TICK_SECONDS)
             assert self.rep is not None
-            await self.perform(self.rep.tick(now_ms()))
+            now = loop.time()
+            silent = now - self._last_heard
+            sending = now - self._sending_since if self._sending_since is not None else 0.0
+            if silent > idle and not self._closing:
+                # A live peer sends a heartbeat every interval; a trickled message never ends.
+                self.node.liveness.counts["connections_idle"] += 1
+                self._abandon(f"idle: nothing received for {silent:.0f} s")
+            elif sending > idle and not self._closing:
+                self.node.liveness.counts["connections_stalled"] += 1
+                self._abandon(f"stalled: the peer read nothing of ours for {sending:.0f} s")
+            if self._closing:
+                await self._close_ws()
+                return
+            await self.perform(self.rep.tick(now_ms()), wait=False)
             ticks += 1
             if ticks % LAG_TICKS == 0:  # lag() walks every log the peer holds
                 behind, _ = self.lag()
@@ -496,15 +520,25 @@ class SyncConnection:
                     self.behind_since = None
                 elif self.behind_since is None:
                     self.behind_since = now_ms()
-            silent = asyncio.get_running_loop().time() - self._last_heard
-            if silent > idle and not self._closing:
-                # A live peer sends a heartbeat every interval; a trickled message never ends.
-                self.node.liveness.counts["connections_idle"] += 1
-                log.info("closing the connection to %s: nothing for %.0f s", self.label, silent)
-                await self.perform(self.rep.close(f"idle: nothing received for {silent:.0f} s"))
-            if self._closing:
+
+    def _abandon(self, reason: str) -> None:
+        """Drop a connection whose line is dead, at once and without a goodbye (a Close would
+        wait behind messages that never leave). Shutting the socket down wakes every task
+        waiting on it: the reader sees the end, senders a reset, and the session ends."""
+        log.info("closing the connection to %s: %s", self.label, reason)
+        self.close_reason = self.close_reason or reason
+        self._closing = True
+        sock = self.ws.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    async def _close_ws(self) -> None:
+        """Close the WebSocket, but never wait long: its Close frame queues behind what the
+        socket still holds, which a dead line never takes."""
+        with contextlib.suppress(TimeoutError, aiohttp.ClientError, ConnectionError):
+            async with asyncio.timeout(CLOSE_SECONDS):
                 await self.ws.close()
-                return
 
     async def _note_progress(self) -> None:
         rep = self.rep

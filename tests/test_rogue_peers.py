@@ -159,7 +159,7 @@ async def test_idle_and_trickling_connections_are_closed(make_node: MakeNode) ->
         while (await ws.receive(timeout=15)).type == aiohttp.WSMsgType.BINARY:
             pass
         assert 2.5 < loop.time() - started < 10
-    wait_for(lambda: "nothing for" in a.log(), 5, "A to log the idle close")
+    wait_for(lambda: "nothing received for" in a.log(), 5, "A to log the idle close")
     # An HTTP client that never finishes its request line and headers: cut off the same way
     # (aiohttp's own default would wait an hour).
     reader, writer = await asyncio.open_connection("127.0.0.1", a.port)
