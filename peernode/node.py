@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import random
 import time
@@ -74,9 +75,9 @@ class Node:
         self.key = home.key
         self.public_key = home.public_key
         self.limits = DEFAULT_LIMITS
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="peernode-db")
+        self._executor = _named_pool("peernode-db")
         # Builds received records' rows while the database thread writes (peernode/recordrows.py).
-        self._builder = ThreadPoolExecutor(1, thread_name_prefix="peernode-rows")
+        self._builder = _named_pool("peernode-rows")
         self._streaming_at = 0.0  # when a sync last brought records (monotonic); 0: not since
         self.store: Store = self._executor.submit(home.open_store).result()
         # Whom we trust: members (the fold of member statements), the peers the admin pinned,
@@ -633,3 +634,16 @@ def _dialer(node: Node, conn: SyncConnection) -> bytes:
 
 
 NODE = web.AppKey("node", Node)
+
+
+def _named_pool(name: str) -> ThreadPoolExecutor:
+    """One worker thread, named for `top -H` and /proc too (Python names only its own view):
+    a sysadmin asking which part of the daemon uses the CPU sees it by name."""
+    return ThreadPoolExecutor(
+        1, thread_name_prefix=name, initializer=_name_os_thread, initargs=(name,)
+    )
+
+
+def _name_os_thread(name: str) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # Linux only; elsewhere unnamed
+        ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15])  # 15: PR_SET_NAME
