@@ -10,7 +10,6 @@ import argparse
 import os
 import platform
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,9 +29,10 @@ from peernode.matchkeys import record_keys
 from peernode.recordrows import record_row_values
 from peernode.store import DEFAULT_SYNC_CACHE_MB
 
-from . import applyprofile, gilwait, idle, marcimport, plots, pouch, reports, resync
+from . import applyprofile, gilwait, idle, marcimport, plots, pouch, reports, resync, threads
 from .bootstrap import bootstrap
 from .bootstrap import report as bootstrap_report
+from .daemons import ROOT, cli, count, free_port, join_and_wait, running
 from .generate import write_jsonl
 from .mesh import BEGIN as mesh_begin
 from .mesh import END as mesh_end
@@ -40,7 +40,6 @@ from .mesh import mesh_sections
 from .netlink import LinkUnavailable, shaped_link
 from .search import search_section
 
-ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench-data"
 
 
@@ -164,64 +163,15 @@ def _wire(row: tuple[object, ...]) -> dict[str, object]:
     return wire
 
 
-def cli(home: Path, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "peernode", "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    if result.returncode != 0:
-        sys.exit(f"peernode {' '.join(args)} failed: {result.stderr}")
-    return result.stdout
-
-
-def count(home: Path) -> int:
-    conn = sqlite3.connect(f"file:{home / 'node.db'}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
-    finally:
-        conn.close()
-
-
 def replicate(a: Path, b: Path, records: int, timeout: float) -> Figure:
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "peernode", "--home", str(home), "run"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        for home in (a, b)
-    ]
-    try:
-        time.sleep(1.5)
-        code = cli(a, "peer", "invite").strip().splitlines()[-1]
-        started = time.perf_counter()
-        cli(b, "peer", "join", code)
-        while count(b) < records:
-            if time.perf_counter() - started > timeout:
-                sys.exit(f"replication did not finish in {timeout} s ({count(b)} of {records})")
-            time.sleep(0.05)
+    with running(a, b) as procs:
+        seconds = join_and_wait(a, b, records, timeout)
         return Figure(
             "peernode A→B replication (two daemons, loopback)",
-            time.perf_counter() - started,
+            seconds,
             records,
             peak_mib=idle.peak_mib(procs[1].pid),
         )
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=15)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -445,10 +395,15 @@ RECEIVER_TEXT = [
     "a message, a thread of its own builds its rows (peernode/recordrows.py: the records",
     "row, the record's canonical bytes taken as they arrived, its match keys), and the",
     "database thread writes whatever queued up meanwhile in one transaction",
-    "(`Store.apply_many`). Offline the write alone runs near the ceiling; in a daemon it is",
-    "the critical path, and the other two stages, on the second core, slow it: they hold",
-    "the GIL it needs between statements. The serving daemon takes little (A's CPU is",
-    "about a sixth of B's).",
+    "(`Store.apply_many`). Where the CPU of both daemons goes during the same replication,",
+    "thread by thread (the daemon names its threads, so `top -H` shows them too; `python`",
+    "is the main thread, the event loop):",
+]
+RECEIVER_THREADS_TEXT = [
+    "The database thread is the critical path: it is busy most of the wall time, the",
+    "other threads together use less than it, and a core is mostly free. Its time is",
+    "SQLite's own work (the write stage above, grown by the records already stored), plus",
+    "waits for the GIL between statements, which the decode and row-building threads hold.",
     "",
     "Python's sqlite3 lets go of the GIL for every step of a statement and takes it back",
     "after; with another thread running Python, taking it back waits out that thread's",
@@ -580,6 +535,12 @@ def replication_report(sizes: list[SizeRun], command: str) -> list[str]:
             *applyprofile.profile(sizes[0].a, 30),
             "",
             *RECEIVER_TEXT,
+            "",
+            f"Command: `python -m bench.threads {_shown(sizes[0].a)}`",
+            "",
+            *threads.table(sizes[0].a),
+            "",
+            *RECEIVER_THREADS_TEXT,
             "",
             f"Command: `python -m bench.gilwait --rows {gil_rows}`",
             "",

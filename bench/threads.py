@@ -13,16 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from peernode.home import init_home
 
-from .run import ROOT, cli, count, free_port
+from .daemons import count, free_port, join_and_wait, running
 
 
 @dataclass(frozen=True)
@@ -55,40 +52,12 @@ def profile(source: Path, timeout: float) -> tuple[float, int, list[ThreadTime]]
         b = Path(tmp) / "b"
         init_home(b, name="Profile B", isil="", contact="", listen=f"127.0.0.1:{free_port()}")
         records = count(a)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        procs = {
-            name: subprocess.Popen(
-                [sys.executable, "-m", "peernode", "--home", str(home), "run"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=ROOT,
-                env=env,
-            )
-            for name, home in (("A", a), ("B", b))
-        }
-        try:
-            time.sleep(1.5)
-            before = {n: thread_times(n, p.pid) for n, p in procs.items()}
-            code = cli(a, "peer", "invite").strip().splitlines()[-1]
-            started = time.perf_counter()
-            cli(b, "peer", "join", code)
-            joined = time.perf_counter() - started
-            first = 0.0
-            while (held := count(b)) < records:
-                if not first and held:
-                    first = time.perf_counter() - started
-                if time.perf_counter() - started > timeout:
-                    sys.exit(f"replication did not finish in {timeout} s")
-                time.sleep(0.05)
-            wall = time.perf_counter() - started
-            print(f"join command {joined:.2f} s, first record at {first:.2f} s")
-            after = [t for n, p in procs.items() for t in thread_times(n, p.pid)]
-        finally:
-            for proc in procs.values():
-                proc.terminate()
-            for proc in procs.values():
-                proc.wait(timeout=15)
-    start = {(t.daemon, t.thread): t.seconds for ts in before.values() for t in ts}
+        with running(a, b) as procs:
+            pids = {"A": procs[0].pid, "B": procs[1].pid}
+            before = [t for n, pid in pids.items() for t in thread_times(n, pid)]
+            wall = join_and_wait(a, b, records, timeout)
+            after = [t for n, pid in pids.items() for t in thread_times(n, pid)]
+    start = {(t.daemon, t.thread): t.seconds for t in before}
     spent = [
         ThreadTime(t.daemon, t.thread, t.seconds - start.get((t.daemon, t.thread), 0.0))
         for t in after
@@ -96,23 +65,35 @@ def profile(source: Path, timeout: float) -> tuple[float, int, list[ThreadTime]]
     return wall, records, spent
 
 
+def table(source: Path, timeout: float = 1800) -> list[str]:
+    """Markdown: the replication's rate, then each thread's CPU against the wall time."""
+    wall, records, spent = profile(source, timeout)
+    lines = [
+        f"{records:,} records in {wall:.2f} s ({records / wall:,.0f} rec/s), from the join "
+        "command to the last record:",
+        "",
+        "| daemon | thread | CPU seconds | share of the wall |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for t in sorted(spent, key=lambda t: -t.seconds):
+        if t.seconds >= 0.01:
+            lines.append(f"| {t.daemon} | {t.thread} | {t.seconds:.2f} | {t.seconds / wall:.0%} |")
+    total = sum(t.seconds for t in spent)
+    cores = os.cpu_count() or 1
+    lines += [
+        "",
+        f"All threads together: {total:.2f} CPU seconds of {cores} cores x {wall:.2f} s "
+        f"({total / wall / cores:.0%}).",
+    ]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path, help="a node home that holds the records (A)")
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
-    wall, records, spent = profile(args.source, args.timeout)
-    print(f"{records:,} records in {wall:.2f} s ({records / wall:,.0f} rec/s)\n")
-    print("| daemon | thread | CPU seconds | share of the wall |")
-    print("| --- | --- | ---: | ---: |")
-    for t in sorted(spent, key=lambda t: -t.seconds):
-        if t.seconds >= 0.01:
-            print(f"| {t.daemon} | {t.thread} | {t.seconds:.2f} | {t.seconds / wall:.0%} |")
-    total = sum(t.seconds for t in spent)
-    cores = os.cpu_count() or 1
-    print(
-        f"\nall threads: {total:.2f} CPU s of {cores} x {wall:.2f} s ({total / wall / cores:.0%})"
-    )
+    print("\n".join(table(args.source, args.timeout)))
 
 
 if __name__ == "__main__":

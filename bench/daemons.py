@@ -1,0 +1,78 @@
+"""Running peernode's own CLI and daemons for a benchmark: the helpers every scenario shares."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(home: Path, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "peernode", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    if result.returncode != 0:
+        sys.exit(f"peernode {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+def count(home: Path) -> int:
+    conn = sqlite3.connect(f"file:{home / 'node.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        return int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running(*homes: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """A ``peernode run`` daemon for each home, up and listening; stopped on the way out."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "peernode", "--home", str(home), "run"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        for home in homes
+    ]
+    try:
+        time.sleep(1.5)  # to bind their sockets
+        yield procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=15)
+
+
+def join_and_wait(a: Path, b: Path, records: int, timeout: float) -> float:
+    """B joins A by invitation, as a librarian would; seconds from the join command until B
+    holds ``records`` records."""
+    code = cli(a, "peer", "invite").strip().splitlines()[-1]
+    started = time.perf_counter()
+    cli(b, "peer", "join", code)
+    while count(b) < records:
+        if time.perf_counter() - started > timeout:
+            sys.exit(f"replication did not finish in {timeout} s ({count(b)} of {records})")
+        time.sleep(0.05)
+    return time.perf_counter() - started
