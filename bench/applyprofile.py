@@ -55,7 +55,10 @@ PIECES: dict[str, list[tuple[Any, str, Any]]] = {
 
 
 def apply_seconds(
-    batch: list[Entry], built: dict[bytes, CatalogRows], without: str | None
+    batch: list[Entry],
+    built: dict[bytes, CatalogRows],
+    without: str | None,
+    per_transaction: int = PER_TRANSACTION,
 ) -> float:
     """Write ``batch`` to a fresh store, with one piece of ``PIECES`` taken away."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,8 +73,8 @@ def apply_seconds(
         key = LogKey(batch[0].author, batch[0].log)
         try:
             started = time.perf_counter()
-            for first in range(0, len(batch), PER_TRANSACTION):
-                chunk = batch[first : first + PER_TRANSACTION]
+            for first in range(0, len(batch), per_transaction):
+                chunk = batch[first : first + per_transaction]
                 groups = [
                     (key, chunk[one : one + PER_MESSAGE])
                     for one in range(0, len(chunk), PER_MESSAGE)
@@ -115,11 +118,36 @@ def profile(home: Path, count: int) -> list[str]:
     return rows
 
 
+def transaction_sizes(home: Path, count: int, sizes: list[int]) -> list[str]:
+    """Table rows: the write alone with ``sizes`` catalogue entries a transaction."""
+    batch = [decode_entry(raw, now_ms=None) for raw in entry_raws(home, count)]
+    records = sum(len(e.body["ops"]) for e in batch)
+    built = build_rows(batch)
+    rows = []
+    for size in sizes:
+        seconds = apply_seconds(batch, built, None, size)
+        rows.append(f"| {size} | {records / seconds:,.0f} | {seconds:.2f} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.applyprofile", description=__doc__)
     parser.add_argument("home", type=Path, help="a node home holding a catalogue")
     parser.add_argument("--entries", type=int, default=30, help="catalogue entries to apply")
+    parser.add_argument(
+        "--per-transaction",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="instead: the write alone with N catalogue entries a transaction, for each N "
+        f"(a sync writes up to {PER_TRANSACTION})",
+    )
     args = parser.parse_args()
+    if args.per_transaction:
+        print("| entries a transaction | records/s | seconds |")
+        print("| ---: | ---: | ---: |")
+        print("\n".join(transaction_sizes(args.home, args.entries, args.per_transaction)))
+        return
     print("| stage | records/s | seconds | share of the write |")
     print("| --- | ---: | ---: | ---: |")
     print("\n".join(profile(args.home, args.entries)))

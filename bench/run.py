@@ -418,16 +418,31 @@ RECEIVER_TEXT_AFTER = [
     "256 MiB between checkpoints, and a peer's entries committed without waiting for the",
     "disk (a power cut can take back the last transactions, which the next sync asks for",
     "again; our own entries always wait for it).",
-    "",
+]
+RECEIVER_NATIVE_TEXT = [
     "What is left is SQLite's own work, and it grows with the replica: every record is a",
-    "random insert into five B-trees (records by (author, rid) and by (match_key, author),",
+    "random insert into several B-trees (records by (author, rid) and by (match_key, author),",
     "record_added, record_keys, record_isbns) beside the FTS5 segments, most keys leading",
-    "with a 32-byte library key; at a million records those pages no longer fit the cache,",
-    "so more of them are read back and written out again at every checkpoint (the ceiling,",
-    "one transaction, slows the same way from 100,000 to a million). What would fix it: a",
-    "small library number in place of the 32-byte key in those indexes, the date first",
-    "seen as a records column instead of a table (one B-tree fewer), and a first sync that",
-    "defers clustering and the cooperation tables to one set-based pass after it.",
+    "with a 32-byte library key. Each commit writes every page its transaction dirtied to",
+    "the WAL, and each checkpoint copies them into the database file: at a million records",
+    "most of the database thread's time is those page writes and reads, system calls into",
+    "the operating system's file cache, rather than the B-tree work itself. A bigger page",
+    "cache does not help (the pages are written because they are dirty): with",
+    "`PEERNODE_SYNC_CACHE_MB=256 python -m bench.threads bench-data/nodes-1000000/a` the",
+    "million took 96.4 s against 97.6 s with the default 64 MiB (this machine, 2026-11-23).",
+    "Fewer, larger transactions do help, as a page then takes more records' inserts per",
+    "write (the write stage alone, on the first 400,000 records):",
+]
+RECEIVER_FIX_TEXT = [
+    "What would fix it, by expected gain: a first sync that keeps one transaction open",
+    "across batches (committing every few seconds; today a transaction holds what queued",
+    "while the last one was written, about 6 entries); a small library number in place of",
+    "the 32-byte key in those indexes; the date first seen as a records column instead of a",
+    "table (one B-tree fewer); clustering and the cooperation tables of a first sync",
+    "deferred to one set-based pass after it. Tried and left out: 8 KiB pages (the write",
+    "stage alone 12% faster at 100,000 records, 7% at 400,000, but no faster in the daemon",
+    "at a million, and every search would read through them); one upsert for all the",
+    "entries of a transaction instead of one an entry (no faster).",
 ]
 
 
@@ -441,7 +456,9 @@ def replication_report(sizes: list[SizeRun], command: str) -> list[str]:
         "every signature and hash chain, stores the entries, materialises and indexes the",
         "records, a transaction for whatever arrived while the last one was written; sync",
         "traffic is deflated and encrypted. Timed from the `peer join` command (its start,",
-        "about 0.8 s before the first record lands) until B's records table holds them all.",
+        "about 0.8 s before the first record lands) until B holds every log of A's as far as",
+        "A does (read from B's heads, written in the transaction that stores the entries;",
+        "counting the records every 50 ms would scan a million rows on the measured cores).",
         "",
         "The ceiling is raw SQLite doing the same table work a node must do for these records,",
         "in one transaction, one executemany per table, rows built before the clock starts,",
@@ -549,6 +566,26 @@ def replication_report(sizes: list[SizeRun], command: str) -> list[str]:
             *RECEIVER_TEXT_AFTER,
             "",
         ]
+        largest = sizes[-1]
+        if largest.records >= 100_000:  # py-spy on a quick run would only show the start-up
+            lines += [
+                f"Command: `python -m bench.threads {_shown(largest.a)} --native` (py-spy; "
+                "it pauses the daemon to take each sample, so this run is slower)",
+                "",
+                *threads.database_table(largest.a),
+                "",
+                *RECEIVER_NATIVE_TEXT,
+                "",
+                f"Command: `python -m bench.applyprofile {_shown(largest.a)} --entries 400 "
+                "--per-transaction 6 60`",
+                "",
+                "| entries a transaction | records/s | seconds |",
+                "| ---: | ---: | ---: |",
+                *applyprofile.transaction_sizes(largest.a, 400, [6, 60]),
+                "",
+                *RECEIVER_FIX_TEXT,
+                "",
+            ]
     return lines
 
 

@@ -6,6 +6,7 @@ daemons stop. On a 2-core machine the sum over both daemons against 2 x the wall
 much room is left; one thread near 100% of the wall is the bound:
 
     python -m bench.threads bench-data/nodes-100000/a
+    python -m bench.threads bench-data/nodes-1000000/a --native   # B's database thread, sampled
 """
 
 from __future__ import annotations
@@ -14,12 +15,18 @@ import argparse
 import os
 import shutil
 import tempfile
+from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from peernode.home import init_home
 
+from . import sampling
 from .daemons import count, free_port, join_and_wait, running
+from .sampling import Samples, kinds, sampled
+
+DATABASE_THREAD = "peernode-db"
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,16 @@ def thread_times(daemon: str, pid: int) -> list[ThreadTime]:
     return [ThreadTime(daemon, name, s) for name, s in sorted(totals.items())]
 
 
-def profile(source: Path, timeout: float) -> tuple[float, int, list[ThreadTime]]:
+@dataclass
+class Profile:
+    wall: float
+    records: int
+    spent: list[ThreadTime]
+    database: Counter[str] | None  # B's database thread, sampled (bench/sampling.py)
+    error: str = ""  # why it was not sampled
+
+
+def profile(source: Path, timeout: float, native: bool = False) -> Profile:
     with tempfile.TemporaryDirectory() as tmp:
         a = Path(tmp) / "a"
         shutil.copytree(source, a)  # listens where the scenario's A did: a free port then
@@ -55,19 +71,22 @@ def profile(source: Path, timeout: float) -> tuple[float, int, list[ThreadTime]]
         with running(a, b) as procs:
             pids = {"A": procs[0].pid, "B": procs[1].pid}
             before = [t for n, pid in pids.items() for t in thread_times(n, pid)]
-            wall = join_and_wait(a, b, records, timeout)
-            after = [t for n, pid in pids.items() for t in thread_times(n, pid)]
+            with sampled(pids["B"]) if native else nullcontext(Samples()) as samples:
+                wall = join_and_wait(a, b, records, timeout)
+                after = [t for n, pid in pids.items() for t in thread_times(n, pid)]
     start = {(t.daemon, t.thread): t.seconds for t in before}
     spent = [
         ThreadTime(t.daemon, t.thread, t.seconds - start.get((t.daemon, t.thread), 0.0))
         for t in after
     ]
-    return wall, records, spent
+    database = kinds(samples.raw, DATABASE_THREAD) if samples.raw is not None else None
+    return Profile(wall, records, spent, database, samples.error)
 
 
 def table(source: Path, timeout: float = 1800) -> list[str]:
     """Markdown: the replication's rate, then each thread's CPU against the wall time."""
-    wall, records, spent = profile(source, timeout)
+    found = profile(source, timeout)
+    wall, records, spent = found.wall, found.records, found.spent
     lines = [
         f"{records:,} records in {wall:.2f} s ({records / wall:,.0f} rec/s), from the join "
         "command to the last record:",
@@ -88,12 +107,31 @@ def table(source: Path, timeout: float = 1800) -> list[str]:
     return lines
 
 
+def database_table(source: Path, timeout: float = 1800) -> list[str]:
+    """Markdown: what B's database thread was doing during a replication, sampled."""
+    found = profile(source, timeout, native=True)
+    if found.database is None:
+        return [f"(not sampled: {found.error})"]
+    return [
+        f"{found.records:,} records in {found.wall:.2f} s; B's `{DATABASE_THREAD}` thread, "
+        f"sampled {sampling.RATE_HZ} times a second:",
+        "",
+        *sampling.table(found.database),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path, help="a node home that holds the records (A)")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        help="instead: sample B's database thread with py-spy, down to SQLite's system calls",
+    )
     args = parser.parse_args()
-    print("\n".join(table(args.source, args.timeout)))
+    made = database_table if args.native else table
+    print("\n".join(made(args.source, args.timeout)))
 
 
 if __name__ == "__main__":
