@@ -434,10 +434,9 @@ class SyncConnection:
                     self._outbox.clear()
                     return
                 await self._pace(len(self._outbox[0]))
+                self._sending_since = asyncio.get_running_loop().time()  # see _ticker
                 try:
-                    self._sending_since = asyncio.get_running_loop().time()
                     await self.ws.send_bytes(self._outbox.popleft())
-                    self._sending_since = None
                 except (ConnectionResetError, aiohttp.ClientError) as exc:
                     # The socket went away under us; the reader loop ends the session. Every
                     # task that sends (server, pusher, pumps) must survive this, not die
@@ -446,6 +445,8 @@ class SyncConnection:
                     self._closing = True
                     self._outbox.clear()
                     return
+                finally:
+                    self._sending_since = None
 
     async def _pace(self, size: int) -> None:
         """Keep to ``upload_kbps``: wait until this message's share of the line is free.
