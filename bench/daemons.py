@@ -43,8 +43,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(*homes: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """A ``peernode run`` daemon for each home, up and listening; stopped on the way out."""
+def daemons(*homes: Path, settle: float = 0.0) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``peernode run`` for each home, given ``settle`` seconds to bind their sockets; stopped
+    (and waited for) on the way out."""
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "peernode", "--home", str(home), "run"],
@@ -56,13 +57,17 @@ def running(*homes: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
         for home in homes
     ]
     try:
-        time.sleep(1.5)  # to bind their sockets
+        time.sleep(settle)
         yield procs
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
-            proc.wait(timeout=15)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
 
 
 def heads(home: Path) -> dict[tuple[bytes, str], int]:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .resync import daemons
+from .daemons import daemons
 
 SETTLE_SECONDS = 10.0
 

@@ -46,21 +46,15 @@ class Link:
     def cut(self) -> None:
         """Drop every packet that arrives at either end, as a line that goes dead does: no
         reset, no error, the sockets just stop moving. ``heal`` brings the line back."""
-        for ns in (self.ns_a, self.ns_b):
-            _run(
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "nft",
-                "add table inet cut; "
-                "add chain inet cut inbound { type filter hook input priority -10; }; "
-                "add rule inet cut inbound iifname != lo drop",
-            )
+        _nft(
+            (self.ns_a, self.ns_b),
+            "add table inet cut; "
+            "add chain inet cut inbound { type filter hook input priority -10; }; "
+            "add rule inet cut inbound iifname != lo drop",
+        )
 
     def heal(self) -> None:
-        for ns in (self.ns_a, self.ns_b):
-            _run("ip", "netns", "exec", ns, "nft", "delete table inet cut")
+        _nft((self.ns_a, self.ns_b), "delete table inet cut")
 
     def small_socket_buffers(self) -> None:
         """TCP buffers of at most 64 KiB in both namespaces: a sender whose peer stops reading
@@ -81,6 +75,12 @@ class Link:
 
 def _run(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True, timeout=30)
+
+
+def _nft(namespaces: tuple[str, ...], script: str) -> None:
+    """The same nftables commands in each namespace."""
+    for ns in namespaces:
+        _run("ip", "netns", "exec", ns, "nft", script)
 
 
 @contextmanager
@@ -122,17 +122,12 @@ def shaped_link(rate: str = "256kbit", loss_percent: int = 10) -> Iterator[Link]
             )
         lossy = loss_percent if shutil.which("nft") else 0
         if lossy:
-            for ns in (ns_a, ns_b):
-                _run(
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns,
-                    "nft",
-                    "add table inet loss; "
-                    "add chain inet loss inbound { type filter hook input priority 0; }; "
-                    f"add rule inet loss inbound numgen random mod 100 < {lossy} drop",
-                )
+            _nft(
+                (ns_a, ns_b),
+                "add table inet loss; "
+                "add chain inet loss inbound { type filter hook input priority 0; }; "
+                f"add rule inet loss inbound numgen random mod 100 < {lossy} drop",
+            )
         yield Link(ns_a, f"{subnet}.1", ns_b, f"{subnet}.2", f"vb{tag}", rate, lossy)
     finally:
         for ns in (ns_a, ns_b):

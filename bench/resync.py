@@ -14,25 +14,19 @@ between two pouchdb-server instances through the same proxy (bench/pouch.py).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from peernode.catalog import CATALOG_LOG, import_catalog
 from peernode.home import Home
 
+from .daemons import daemons, free_port
 from .pouch import edited_title
 from .wire import CountingProxy, Traffic
 
-ROOT = Path(__file__).resolve().parent.parent
 EVERY = 100  # one record in a hundred changes
 
 
@@ -58,38 +52,6 @@ def edit(data: Path, target: Path) -> None:
                 record["title"] = edited_title(record["title"])
                 line = json.dumps(record, ensure_ascii=False) + "\n"
             out.write(line)
-
-
-@contextlib.contextmanager
-def daemons(*homes: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """``peernode run`` for each home, stopped (and waited for) on the way out."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "peernode", "--home", str(home), "run"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        for home in homes
-    ]
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _port(address: str) -> int:

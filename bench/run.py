@@ -32,7 +32,7 @@ from peernode.store import DEFAULT_SYNC_CACHE_MB
 from . import applyprofile, gilwait, idle, marcimport, plots, pouch, reports, resync, threads
 from .bootstrap import bootstrap
 from .bootstrap import report as bootstrap_report
-from .daemons import ROOT, cli, count, free_port, join_and_wait, running
+from .daemons import ROOT, cli, count, daemons, free_port, join_and_wait
 from .generate import write_jsonl
 from .mesh import BEGIN as mesh_begin
 from .mesh import END as mesh_end
@@ -164,7 +164,7 @@ def _wire(row: tuple[object, ...]) -> dict[str, object]:
 
 
 def replicate(a: Path, b: Path, records: int, timeout: float) -> Figure:
-    with running(a, b) as procs:
+    with daemons(a, b, settle=1.5) as procs:
         seconds = join_and_wait(a, b, records, timeout)
         return Figure(
             "peernode A→B replication (two daemons, loopback)",

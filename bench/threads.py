@@ -23,7 +23,7 @@ from pathlib import Path
 from peernode.home import init_home
 
 from . import sampling
-from .daemons import count, free_port, join_and_wait, running
+from .daemons import count, daemons, free_port, join_and_wait
 from .sampling import Samples, kinds, sampled
 
 DATABASE_THREAD = "peernode-db"
@@ -68,7 +68,7 @@ def profile(source: Path, timeout: float, native: bool = False) -> Profile:
         b = Path(tmp) / "b"
         init_home(b, name="Profile B", isil="", contact="", listen=f"127.0.0.1:{free_port()}")
         records = count(a)
-        with running(a, b) as procs:
+        with daemons(a, b, settle=1.5) as procs:
             pids = {"A": procs[0].pid, "B": procs[1].pid}
             before = [t for n, pid in pids.items() for t in thread_times(n, pid)]
             with sampled(pids["B"]) if native else nullcontext(Samples()) as samples:
