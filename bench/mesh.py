@@ -564,7 +564,19 @@ def propagation_report(results: Sequence[Propagation]) -> list[str]:
         "distance from the origin to its farthest node.",
         "",
     ]
+    goal = next((r for r in results if r.nodes == GOAL_NODES), None)
+    if goal is not None:
+        met = "met" if goal.p99_ms < GOAL_P99_MS else "missed"
+        lines += [
+            f"Goal: propagation to {GOAL_NODES} nodes p99 < {GOAL_P99_MS / 1000:.0f} s: "
+            f"{goal.p99_ms:.0f} ms — {met}. All {GOAL_NODES} daemons share this machine's "
+            f"{os.cpu_count()} cores.",
+            "",
+        ]
     return lines
+
+
+GOAL_NODES, GOAL_P99_MS = 100, 1000.0  # issue 6
 
 
 def chaos_report(result: Chaos | None, asked_seconds: float) -> list[str]:
