@@ -29,9 +29,14 @@ class Idle:
         return self.cpu_seconds / self.seconds
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(stat: str) -> float:
+    """User + system CPU seconds from the text of a /proc/<pid>/stat (or task/<tid>/stat)."""
+    fields = stat.rsplit(")", 1)[1].split()  # the name, in parentheses, may hold spaces
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _cpu_seconds(pid: int) -> float:
+    return cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
 
 
 def _memory_mib(pid: int) -> tuple[float, float]:

@@ -15,7 +15,6 @@ between two pouchdb-server instances through the same proxy (bench/pouch.py).
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 from peernode.catalog import CATALOG_LOG, import_catalog
 from peernode.home import Home
 
-from .daemons import daemons, free_port
+from .daemons import daemons, free_port, heads
 from .pouch import edited_title
 from .wire import CountingProxy, Traffic
 
@@ -59,14 +58,7 @@ def _port(address: str) -> int:
 
 
 def catalog_seq(home: Path, author: bytes) -> int:
-    conn = sqlite3.connect(f"file:{home / 'node.db'}?mode=ro", uri=True, timeout=10)
-    try:
-        row = conn.execute(
-            "SELECT seq FROM heads WHERE author = ? AND log = ?", (author, CATALOG_LOG)
-        ).fetchone()
-        return int(row[0]) if row else 0
-    finally:
-        conn.close()
+    return heads(home).get((author, CATALOG_LOG), 0)
 
 
 def resync(a: Path, b: Path, data: Path, timeout: float = 300) -> Resync:

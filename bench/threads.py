@@ -24,6 +24,7 @@ from peernode.home import init_home
 
 from . import sampling
 from .daemons import count, daemons, free_port, join_and_wait
+from .idle import cpu_seconds
 from .sampling import Samples, kinds, sampled
 
 DATABASE_THREAD = "peernode-db"
@@ -38,7 +39,6 @@ class ThreadTime:
 
 def thread_times(daemon: str, pid: int) -> list[ThreadTime]:
     """CPU seconds (user + system) of each live thread of ``pid``, by thread name."""
-    tick = os.sysconf("SC_CLK_TCK")
     totals: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -46,9 +46,7 @@ def thread_times(daemon: str, pid: int) -> list[ThreadTime]:
         except OSError:  # ended meanwhile
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        seconds = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-        totals[name] = totals.get(name, 0.0) + seconds
+        totals[name] = totals.get(name, 0.0) + cpu_seconds(stat)
     return [ThreadTime(daemon, name, s) for name, s in sorted(totals.items())]
 
 

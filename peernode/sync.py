@@ -505,11 +505,12 @@ class SyncConnection:
             sending = now - self._sending_since if self._sending_since is not None else 0.0
             if silent > idle and not self._closing:
                 # A live peer sends a heartbeat every interval; a trickled message never ends.
-                self.node.liveness.counts["connections_idle"] += 1
-                self._abandon(f"idle: nothing received for {silent:.0f} s")
+                self._abandon("connections_idle", f"idle: nothing received for {silent:.0f} s")
             elif sending > idle and not self._closing:
-                self.node.liveness.counts["connections_stalled"] += 1
-                self._abandon(f"stalled: the peer read nothing of ours for {sending:.0f} s")
+                self._abandon(
+                    "connections_stalled",
+                    f"stalled: the peer read nothing of ours for {sending:.0f} s",
+                )
             if self._closing:
                 await self._close_ws()
                 return
@@ -522,10 +523,12 @@ class SyncConnection:
                 elif self.behind_since is None:
                     self.behind_since = now_ms()
 
-    def _abandon(self, reason: str) -> None:
+    def _abandon(self, counter: str, reason: str) -> None:
         """Drop a connection whose line is dead, at once and without a goodbye (a Close would
-        wait behind messages that never leave). Shutting the socket down wakes every task
-        waiting on it: the reader sees the end, senders a reset, and the session ends."""
+        wait behind messages that never leave), counted under ``counter``. Shutting the socket
+        down wakes every task waiting on it: the reader sees the end, senders a reset, and the
+        session ends."""
+        self.node.liveness.counts[counter] += 1
         log.info("closing the connection to %s: %s", self.label, reason)
         self.close_reason = self.close_reason or reason
         self._closing = True
